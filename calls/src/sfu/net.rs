@@ -1,0 +1,130 @@
+//! The thin I/O shell: one UDP socket for every peer, a receive thread that routes each
+//! datagram to its shard, and one thread per shard that feeds its sans-IO core and sends what
+//! it produces.
+
+use std::{
+    net::{SocketAddr, UdpSocket},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc as std_mpsc, Arc,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use platform::{Meter, Metric};
+use socket2::{Domain, Socket, Type};
+
+use super::{shard::Shard, shared::Routes, types::Command};
+
+/// What a shard thread waits for.
+pub enum ShardInput {
+    Datagram { source: SocketAddr, data: Vec<u8> },
+    Command(Command),
+}
+
+/// How often a shard hands its egress byte counts to the meter.
+const USAGE_FLUSH: Duration = Duration::from_secs(1);
+
+/// Binds the media socket with raised kernel buffers: at saturation, loss shows up there first.
+pub fn bind_socket(addr: SocketAddr, buffer_bytes: usize) -> std::io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
+    if let Err(e) = socket.set_recv_buffer_size(buffer_bytes) {
+        tracing::warn!(error = %e, "could not raise SO_RCVBUF");
+    }
+    if let Err(e) = socket.set_send_buffer_size(buffer_bytes) {
+        tracing::warn!(error = %e, "could not raise SO_SNDBUF");
+    }
+    socket.bind(&addr.into())?;
+    let socket: UdpSocket = socket.into();
+    // Lets the receive thread notice shutdown.
+    socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+    Ok(socket)
+}
+
+pub fn spawn_receiver(
+    socket: Arc<UdpSocket>,
+    routes: Arc<Routes>,
+    shards: Vec<std_mpsc::Sender<ShardInput>>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name("calls-udp-rx".into()).spawn(move || {
+        let mut buf = vec![0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            let (n, source) = match socket.recv_from(&mut buf) {
+                Ok(r) => r,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+                Err(e) => {
+                    // ICMP errors from a gone peer surface here on some systems; keep serving.
+                    tracing::debug!(error = %e, "udp recv error");
+                    continue;
+                }
+            };
+            metrics::counter!("calls_ingress_datagrams_total").increment(1);
+            let data = &buf[..n];
+            let Some(shard) = routes.shard_for(source, data) else {
+                metrics::counter!("calls_unrouted_datagrams_total").increment(1);
+                continue;
+            };
+            if let Some(tx) = shards.get(shard) {
+                let _ = tx.send(ShardInput::Datagram { source, data: data.to_vec() });
+            }
+        }
+    })
+}
+
+pub fn spawn_shard(
+    mut shard: Shard,
+    inbox: std_mpsc::Receiver<ShardInput>,
+    socket: Arc<UdpSocket>,
+    local_addr: SocketAddr,
+    meter: Meter,
+    index: usize,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(format!("calls-shard-{index}")).spawn(move || {
+        let mut last_flush = Instant::now();
+        loop {
+            let now = Instant::now();
+            let wait = shard.poll_timeout().map_or(Duration::from_millis(100), |t| t.saturating_duration_since(now)).min(Duration::from_millis(100));
+            match inbox.recv_timeout(wait) {
+                Ok(input) => {
+                    handle(&mut shard, input, local_addr);
+                    // Batch whatever else is already queued before timers and sends.
+                    while let Ok(input) = inbox.try_recv() {
+                        handle(&mut shard, input, local_addr);
+                    }
+                }
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            let now = Instant::now();
+            if shard.poll_timeout().is_some_and(|t| t <= now) {
+                shard.handle_timeout(now);
+            }
+            for (dest, bytes) in shard.take_transmits() {
+                if let Err(e) = socket.send_to(&bytes, dest) {
+                    tracing::debug!(error = %e, %dest, "udp send failed");
+                }
+            }
+            if now.saturating_duration_since(last_flush) >= USAGE_FLUSH {
+                last_flush = now;
+                for (account, bytes) in shard.take_usage() {
+                    meter.record(&account, Metric::CallsEgressBytes, bytes as f64);
+                }
+                metrics::counter!("calls_forwarded_packets_total").increment(shard.take_forwarded());
+                metrics::gauge!("calls_peers", "shard" => index.to_string()).set(shard.peer_count() as f64);
+            }
+        }
+        for (account, bytes) in shard.take_usage() {
+            meter.record(&account, Metric::CallsEgressBytes, bytes as f64);
+        }
+    })
+}
+
+fn handle(shard: &mut Shard, input: ShardInput, local_addr: SocketAddr) {
+    let now = Instant::now();
+    match input {
+        ShardInput::Datagram { source, data } => shard.handle_datagram(now, source, local_addr, &data),
+        ShardInput::Command(c) => shard.handle_command(now, c),
+    }
+}
