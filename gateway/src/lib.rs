@@ -93,5 +93,20 @@ pub fn default_settings() -> Settings {
 
 /// Defaults with every listener on loopback and an OS-chosen port, so tests run in parallel.
 pub fn test_settings() -> Settings {
-    default_settings()
+    #[derive(clap::Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        settings: Settings,
+    }
+    let mut args = vec!["mediaplane"];
+    args.extend(LOOPBACK_ARGS.iter().flat_map(|(flag, value)| [*flag, *value]));
+    <Wrapper as clap::Parser>::parse_from(args).settings
 }
+
+/// Flags that put every media listener on loopback with an OS-chosen port.
+pub const LOOPBACK_ARGS: [(&str, &str); 4] = [
+    ("--calls-udp-bind", "127.0.0.1:0"),
+    ("--turn-udp-addr", "127.0.0.1:0"),
+    ("--turn-tcp-addr", "127.0.0.1:0"),
+    ("--turn-tls-addr", "127.0.0.1:0"),
+];

@@ -46,10 +46,12 @@ const EXPOSED_HEADERS: [&str; 7] = [
 /// Wraps the composed application in the gateway's layers: request ids, tracing, timeout, body
 /// limit, CORS, compression, and JSON error bodies for errors produced outside handlers.
 pub fn apply_layers(app: Router, config: &PlatformConfig) -> Router {
-    app.layer(middleware::from_fn(json_errors))
+    // Innermost first. json_errors sits outside the limit and timeout layers so their bare
+    // responses get the JSON shape too, and inside compression so it reads plain bodies.
+    app.layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, config.request_timeout()))
+        .layer(middleware::from_fn(json_errors))
         .layer(CompressionLayer::new())
-        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
-        .layer(TimeoutLayer::new(config.request_timeout()))
         .layer(cors(config))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {

@@ -31,6 +31,10 @@ pub fn loopback_env(data_dir: &Path) -> Vec<(String, String)> {
     vec![
         ("MEDIAPLANE_HTTP_ADDR".into(), format!("127.0.0.1:{}", free_port())),
         ("MEDIAPLANE_DATA_DIR".into(), data_dir.display().to_string()),
+        ("MEDIAPLANE_CALLS_UDP_BIND".into(), "127.0.0.1:0".into()),
+        ("MEDIAPLANE_TURN_UDP_ADDR".into(), "127.0.0.1:0".into()),
+        ("MEDIAPLANE_TURN_TCP_ADDR".into(), "127.0.0.1:0".into()),
+        ("MEDIAPLANE_TURN_TLS_ADDR".into(), "127.0.0.1:0".into()),
         ("RUST_LOG".into(), "warn".into()),
     ]
 }
