@@ -1,0 +1,145 @@
+//! Shared test helpers: serve the real router, find external tools, create inputs.
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+
+use platform::testing::TestPlatform;
+use serde_json::{json, Value};
+use stream::{StreamConfig, StreamService};
+
+pub struct Server {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub service: StreamService,
+    pub calls: calls::CallsService,
+    pub client: reqwest::Client,
+    pub token: String,
+    pub account_id: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub fn calls_config() -> calls::CallsConfig {
+    calls::CallsConfig::for_tests()
+}
+
+pub async fn serve(tp: &TestPlatform, config: StreamConfig) -> Server {
+    let calls = calls::CallsService::start(tp.platform.clone(), calls_config())
+        .await
+        .expect("calls starts");
+    let service = StreamService::start(tp.platform.clone(), config, &calls)
+        .await
+        .expect("stream starts");
+    let app = platform::http::apply_layers(service.router(), tp.config());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    Server {
+        addr,
+        base: format!("http://{addr}"),
+        service,
+        calls,
+        client: reqwest::Client::new(),
+        token: tp.token.clone(),
+        account_id: tp.account_id.clone(),
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+impl Server {
+    pub fn api(&self, path: &str) -> String {
+        format!(
+            "{}/client/v4/accounts/{}/stream{}",
+            self.base, self.account_id, path
+        )
+    }
+
+    pub async fn create_input(&self, body: Value) -> Value {
+        let response = self
+            .client
+            .post(self.api("/live_inputs"))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.unwrap();
+        body["result"].clone()
+    }
+
+    pub async fn get_json(&self, url: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn stop(mut self) {
+        self.service.shutdown().await;
+        self.calls.shutdown().await;
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+pub fn automatic_input() -> Value {
+    json!({ "meta": { "name": "test" }, "recording": { "mode": "automatic", "timeoutSeconds": 0 } })
+}
+
+/// A tool from PATH or the test venv; `None` (after printing why) when missing and not required.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    if let Ok(venv) = std::env::var("MEDIAPLANE_TEST_VENV") {
+        let candidate = PathBuf::from(venv).join("bin").join(name);
+        if candidate.is_file() {
+            return Some(candidate);
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    if std::env::var("MEDIAPLANE_TEST_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1") {
+        panic!("{name} is required (MEDIAPLANE_TEST_REQUIRE_EXTERNAL=1) but not installed");
+    }
+    eprintln!("skipped: {name} not installed");
+    None
+}
+
+/// Keyframe requests counted by tests.
+pub fn counting_keyframes() -> (
+    stream::KeyframeRequester,
+    Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = count.clone();
+    (
+        Arc::new(move || {
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }),
+        count,
+    )
+}

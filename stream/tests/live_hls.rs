@@ -1,0 +1,548 @@
+//! End to end with real media: ffmpeg sends H264 (baseline, no B-frames) and Opus as RTP over
+//! loopback UDP; the test feeds those packets into a broadcast exactly as the WHIP path does,
+//! then validates the stored HLS and the clips with ffprobe/ffmpeg over HTTP.
+//!
+//! The video RTP timestamps are shifted so the 32-bit clock wraps two seconds into the
+//! broadcast: a wrong unwrap would break the timeline and the checks below.
+
+mod common;
+
+use std::{process::Stdio, time::Duration};
+
+use bytes::Bytes;
+use common::*;
+use platform::Metric;
+use serde_json::Value;
+use stream::{
+    ingest::{
+        rtp::{parse_rtp, parse_sender_report},
+        RtpPacket,
+    },
+    StreamConfig, TrackKind,
+};
+use tokio::net::UdpSocket;
+
+/// Binds an even RTP port with the RTCP port (+1) next to it, as ffmpeg expects.
+async fn rtp_pair() -> (UdpSocket, UdpSocket, u16) {
+    loop {
+        let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = rtp.local_addr().unwrap().port();
+        if port % 2 != 0 || port == u16::MAX {
+            continue;
+        }
+        if let Ok(rtcp) = UdpSocket::bind(("127.0.0.1", port + 1)).await {
+            return (rtp, rtcp, port);
+        }
+    }
+}
+
+const SECONDS: u32 = 8;
+/// Added to every video RTP timestamp: the clock wraps 2 s (180000 ticks) in.
+const VIDEO_TS_SHIFT: u32 = u32::MAX - 180_000 + 1;
+
+async fn broadcast_with_ffmpeg(
+    server: &Server,
+    ffmpeg: &std::path::Path,
+    input_uid: &str,
+) -> String {
+    let (keyframe, requests) = counting_keyframes();
+    let publisher = server
+        .service
+        .begin_broadcast(input_uid, true, keyframe)
+        .await
+        .expect("broadcast starts");
+    let video_id = publisher.video_id.clone();
+    let (video_rtp, video_rtcp, video_port) = rtp_pair().await;
+    let (audio_rtp, audio_rtcp, audio_port) = rtp_pair().await;
+    let mut child = tokio::process::Command::new(ffmpeg)
+        .args(["-hide_banner", "-v", "error", "-re"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size=640x360:rate=30:duration={SECONDS}"),
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("sine=frequency=440:sample_rate=48000:duration={SECONDS}"),
+        ])
+        .args([
+            "-map",
+            "0:v",
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args([
+            "-g",
+            "30",
+            "-bf",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+            "-bsf:v",
+            "dump_extra=freq=keyframe",
+        ])
+        .args([
+            "-payload_type",
+            "96",
+            "-f",
+            "rtp",
+            &format!("rtp://127.0.0.1:{video_port}?pkt_size=1200"),
+        ])
+        .args([
+            "-map", "1:a", "-c:a", "libopus", "-ar", "48000", "-ac", "2", "-b:a", "64k",
+        ])
+        .args([
+            "-payload_type",
+            "111",
+            "-f",
+            "rtp",
+            &format!("rtp://127.0.0.1:{audio_port}?pkt_size=1200"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg starts");
+    let mut buf = vec![0u8; 2048];
+    let mut bufs = [vec![0u8; 2048], vec![0u8; 2048], vec![0u8; 2048]];
+    let mut packets = [0usize; 2];
+    let mut exited = false;
+    loop {
+        let [b1, b2, b3] = &mut bufs;
+        tokio::select! {
+            r = video_rtp.recv(&mut buf) => {
+                let n = r.unwrap();
+                if let Some(p) = parse_rtp(&Bytes::copy_from_slice(&buf[..n])) {
+                    packets[0] += 1;
+                    publisher.rtp(TrackKind::Video, RtpPacket { seq: p.seq, timestamp: p.timestamp.wrapping_add(VIDEO_TS_SHIFT), marker: p.marker, payload: p.payload });
+                }
+            }
+            r = audio_rtp.recv(b1) => {
+                let n = r.unwrap();
+                if let Some(p) = parse_rtp(&Bytes::copy_from_slice(&b1[..n])) {
+                    packets[1] += 1;
+                    publisher.rtp(TrackKind::Audio, RtpPacket { seq: p.seq, timestamp: p.timestamp, marker: p.marker, payload: p.payload });
+                }
+            }
+            r = video_rtcp.recv(b2) => {
+                let n = r.unwrap();
+                if let Some(sr) = parse_sender_report(&b2[..n]) {
+                    publisher.sender_report(TrackKind::Video, sr.ntp_time, sr.rtp_time.wrapping_add(VIDEO_TS_SHIFT));
+                }
+            }
+            r = audio_rtcp.recv(b3) => {
+                let n = r.unwrap();
+                if let Some(sr) = parse_sender_report(&b3[..n]) {
+                    publisher.sender_report(TrackKind::Audio, sr.ntp_time, sr.rtp_time);
+                }
+            }
+            status = child.wait(), if !exited => {
+                assert!(status.unwrap().success(), "ffmpeg failed");
+                exited = true;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(500)), if exited => break,
+        }
+    }
+    assert!(
+        packets[0] > 100 && packets[1] > 100,
+        "RTP arrived: {packets:?}"
+    );
+    assert!(
+        requests.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "a keyframe is requested at the start"
+    );
+    drop(publisher);
+    video_id
+}
+
+async fn wait_until_ready(server: &Server, video_id: &str) -> Value {
+    for _ in 0..200 {
+        let (status, body) = server.get_json(&server.api(&format!("/{video_id}"))).await;
+        if status == 200 && body["result"]["status"]["state"] == "ready" {
+            return body["result"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the video never became ready");
+}
+
+fn run(tool: &std::path::Path, args: &[&str]) -> (String, String) {
+    let out = std::process::Command::new(tool)
+        .args(args)
+        .output()
+        .expect("tool runs");
+    assert!(
+        out.status.success(),
+        "{} {:?} failed: {}",
+        tool.display(),
+        args,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `(pts_seconds, md5)` of every decoded video frame.
+fn frame_hashes(ffmpeg: &std::path::Path, input: &str) -> Vec<(f64, String)> {
+    let (out, _) = run(
+        ffmpeg,
+        &[
+            "-v", "error", "-i", input, "-map", "0:v", "-f", "framemd5", "-",
+        ],
+    );
+    let mut timebase = 1.0 / 90_000.0;
+    let mut frames = Vec::new();
+    for line in out.lines() {
+        if let Some(tb) = line.strip_prefix("#tb 0: ") {
+            let (num, den) = tb.split_once('/').unwrap();
+            timebase = num.trim().parse::<f64>().unwrap() / den.trim().parse::<f64>().unwrap();
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        if fields.len() == 6 {
+            frames.push((
+                fields[2].parse::<f64>().unwrap() * timebase,
+                fields[5].to_string(),
+            ));
+        }
+    }
+    frames
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_rtp_broadcast_becomes_valid_hls_and_exact_clips() {
+    let (Some(ffmpeg), Some(ffprobe)) = (tool("ffmpeg"), tool("ffprobe")) else {
+        return;
+    };
+    for tp in platform::testing::all_backends().await {
+        let server = serve(&tp, StreamConfig::default()).await;
+        let input = server.create_input(automatic_input()).await;
+        let input_uid = input["uid"].as_str().unwrap().to_string();
+        let video_id = broadcast_with_ffmpeg(&server, &ffmpeg, &input_uid).await;
+        let video = wait_until_ready(&server, &video_id).await;
+        let duration = video["duration"].as_f64().unwrap();
+        assert!(
+            (SECONDS as f64 - 0.5..=SECONDS as f64 + 0.1).contains(&duration),
+            "{} duration {duration}",
+            tp.label
+        );
+        assert_eq!(video["input"]["width"], 640);
+
+        // Multivariant playlist: CODECS from the real SPS.
+        let master_url = format!("{}/stream/{input_uid}/manifest/video.m3u8", server.base);
+        let response = server.client.get(&master_url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["stream-media-id"], video_id.as_str());
+        let master = response.text().await.unwrap();
+        assert!(master.contains("CODECS=\"avc1.42c01e,opus\""), "{master}");
+        let media_url = format!("{}/stream/{video_id}/manifest/stream.m3u8", server.base);
+        let media = server
+            .client
+            .get(&media_url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let playlist =
+            m3u8_rs::parse_media_playlist_res(media.as_bytes()).expect("media playlist parses");
+        assert!(playlist.end_list, "VOD after the broadcast: {media}");
+        assert!(media.contains("#EXT-X-MAP:URI=\"../segments/init-0.mp4\""));
+        assert!(media.contains("#EXT-X-PROGRAM-DATE-TIME"));
+        // GOP of 1 s, target 2 s: segments of 2 s (the last may be shorter).
+        let durations: Vec<f32> = playlist.segments.iter().map(|s| s.duration).collect();
+        assert!(durations.len() >= 3, "{durations:?}");
+        for d in &durations[..durations.len() - 1] {
+            assert!((d - 2.0).abs() < 0.05, "segment durations {durations:?}");
+        }
+
+        // ffprobe: codecs and profile.
+        let (streams, _) = run(
+            &ffprobe,
+            &[
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_name,profile,width,height,sample_rate",
+                "-of",
+                "compact",
+                &master_url,
+            ],
+        );
+        assert!(
+            streams.contains("codec_name=h264|profile=Constrained Baseline|width=640|height=360"),
+            "{streams}"
+        );
+        assert!(streams.contains("codec_name=opus"), "{streams}");
+        // Clean full decode of the playlist over HTTP.
+        let (_, errors) = run(
+            &ffmpeg,
+            &["-v", "error", "-i", &master_url, "-f", "null", "-"],
+        );
+        assert!(errors.trim().is_empty(), "decode errors: {errors}");
+        // Every segment starts with a keyframe; per-stream DTS strictly increase across segments.
+        let dir = tempfile::tempdir().unwrap();
+        let init = server
+            .client
+            .get(format!(
+                "{}/stream/{video_id}/segments/init-0.mp4",
+                server.base
+            ))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let mut joined = init.to_vec();
+        for segment in &playlist.segments {
+            let uri = segment.uri.trim_start_matches("../segments/");
+            let data = server
+                .client
+                .get(format!("{}/stream/{video_id}/segments/{uri}", server.base))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            let path = dir.path().join("one.mp4");
+            std::fs::write(&path, [&init[..], &data[..]].concat()).unwrap();
+            let (packets, _) = run(
+                &ffprobe,
+                &[
+                    "-v",
+                    "error",
+                    "-select_streams",
+                    "v:0",
+                    "-show_entries",
+                    "packet=pts_time,flags",
+                    "-of",
+                    "csv=p=0",
+                    path.to_str().unwrap(),
+                ],
+            );
+            let first = packets.lines().next().unwrap_or_default();
+            assert!(first.contains('K'), "segment {uri} starts with {first:?}");
+            joined.extend_from_slice(&data);
+        }
+        let all_path = dir.path().join("all.mp4");
+        std::fs::write(&all_path, &joined).unwrap();
+        let (packets, _) = run(
+            &ffprobe,
+            &[
+                "-v",
+                "error",
+                "-show_entries",
+                "packet=stream_index,dts",
+                "-of",
+                "csv=p=0",
+                all_path.to_str().unwrap(),
+            ],
+        );
+        let mut last = [i64::MIN; 2];
+        let mut count = [0usize; 2];
+        for line in packets.lines() {
+            let (index, dts) = line.split_once(',').unwrap();
+            let index: usize = index.parse().unwrap();
+            let dts: i64 = dts.trim_end_matches(',').parse().unwrap();
+            assert!(
+                dts > last[index],
+                "stream {index} dts {dts} after {}",
+                last[index]
+            );
+            last[index] = dts;
+            count[index] += 1;
+        }
+        assert!(
+            count[0] >= 230 && count[1] >= 380,
+            "packets per stream {count:?}"
+        );
+
+        // clip.mp4: 2 s from 3.5 s (between keyframes at 3 s and 4 s); the edit list makes the
+        // first presented frame the one at 3.5 s of the recording.
+        let full = frame_hashes(&ffmpeg, &all_path.to_string_lossy());
+        let clip_url = format!(
+            "{}/stream/{video_id}/clip.mp4?time=3.5s&duration=2s&filename=moment.mp4",
+            server.base
+        );
+        let response = server.client.get(&clip_url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-disposition"],
+            "attachment; filename=\"moment.mp4\""
+        );
+        let clip = response.bytes().await.unwrap();
+        let clip_path = dir.path().join("clip.mp4");
+        std::fs::write(&clip_path, &clip).unwrap();
+        let (_, errors) = run(
+            &ffmpeg,
+            &[
+                "-v",
+                "error",
+                "-i",
+                clip_path.to_str().unwrap(),
+                "-f",
+                "null",
+                "-",
+            ],
+        );
+        assert!(errors.trim().is_empty(), "clip decode errors: {errors}");
+        let clip_frames = frame_hashes(&ffmpeg, clip_path.to_str().unwrap());
+        assert_eq!(clip_frames.len(), 60, "2 s at 30 fps");
+        let at = full
+            .iter()
+            .find(|(t, _)| (t - 3.5).abs() < 0.001)
+            .expect("a frame at 3.5 s");
+        assert_eq!(
+            clip_frames[0].1, at.1,
+            "the clip's first frame is the one at 3.5 s"
+        );
+        let keyframe = full.iter().find(|(t, _)| (t - 3.0).abs() < 0.001).unwrap();
+        assert_ne!(clip_frames[0].1, keyframe.1);
+        let (format, _) = run(
+            &ffprobe,
+            &[
+                "-v",
+                "error",
+                "-show_entries",
+                "format=duration:stream=codec_name",
+                "-of",
+                "compact",
+                clip_path.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            format.contains("codec_name=h264") && format.contains("codec_name=opus"),
+            "{format}"
+        );
+        // The mp4 crate reads the progressive clip back too.
+        let reader =
+            mp4::Mp4Reader::read_header(std::io::Cursor::new(clip.to_vec()), clip.len() as u64)
+                .expect("mp4 crate reads the clip");
+        assert!(reader.tracks().values().any(|t| t.sample_count() > 60));
+
+        // clip.m3u8: whole segments and a precise start.
+        let text = server
+            .client
+            .get(format!(
+                "{}/stream/{video_id}/manifest/clip.m3u8?time=3.5s&duration=2s",
+                server.base
+            ))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            text.contains("#EXT-X-START:TIME-OFFSET=1.5,PRECISE=YES"),
+            "{text}"
+        );
+        assert!(text.contains("#EXT-X-ENDLIST"));
+
+        // Bad ranges are 400 with a message.
+        for query in [
+            "time=7s&duration=5s",
+            "time=1s&duration=61s",
+            "time=abc&duration=2s",
+            "duration=2s",
+            "time=1s&duration=0s",
+        ] {
+            let response = server
+                .client
+                .get(format!(
+                    "{}/stream/{video_id}/clip.mp4?{query}",
+                    server.base
+                ))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 400, "{query}");
+            let body: Value = response.json().await.unwrap();
+            assert!(!body["errors"][0]["message"].as_str().unwrap().is_empty());
+        }
+
+        // Preview window headers.
+        let response = server
+            .client
+            .get(format!("{master_url}?duration=30s"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["preview-start-seconds"], "0.000");
+        let response = server
+            .client
+            .get(format!("{master_url}?duration=10s"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+
+        // Metering: recorded minutes and delivered minutes.
+        tp.platform.meter.flush().await.unwrap();
+        let totals = tp
+            .platform
+            .meter
+            .totals(&tp.account_id, 0, i64::MAX / 2)
+            .await
+            .unwrap();
+        let stored = totals
+            .get(&Metric::StreamMinutesStored)
+            .copied()
+            .unwrap_or(0.0);
+        assert!(
+            (stored - duration / 60.0).abs() < 0.01,
+            "stored {stored} for {duration}s"
+        );
+        assert!(
+            totals
+                .get(&Metric::StreamMinutesDelivered)
+                .copied()
+                .unwrap_or(0.0)
+                > 0.1
+        );
+
+        // Lifecycle and videos API; deleting removes rows and objects.
+        let (_, lifecycle) = server
+            .get_json(&format!("{}/stream/{input_uid}/lifecycle", server.base))
+            .await;
+        assert_eq!(lifecycle["isInput"], true);
+        assert_eq!(lifecycle["live"], false);
+        assert_eq!(lifecycle["videoUID"], video_id.as_str());
+        let (_, videos) = server
+            .get_json(&server.api(&format!("/live_inputs/{input_uid}/videos")))
+            .await;
+        assert_eq!(videos["result"].as_array().unwrap().len(), 1);
+        let response = server
+            .client
+            .delete(server.api(&format!("/{video_id}")))
+            .bearer_auth(&server.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let prefix = platform::ObjectKey::new(&["stream", &tp.account_id, &video_id]).unwrap();
+        assert!(tp.platform.storage.list(&prefix).await.unwrap().is_empty());
+        assert_eq!(
+            server.client.get(&media_url).send().await.unwrap().status(),
+            404
+        );
+        server.stop().await;
+    }
+}
