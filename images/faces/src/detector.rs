@@ -1,0 +1,257 @@
+//! The tract shell around RetinaFace: one optimised plan for one fixed letterbox size, built once.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use image::RgbImage;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::runtime::RunOptions;
+
+use crate::decode::{decode, Face, Geometry, RawOutputs, DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD};
+use crate::error::FaceError;
+use crate::letterbox::letterbox;
+use crate::priors::{prior_count, priors, Prior};
+
+/// RetinaFace MobileNet-0.25 (see `models/README.md`), compiled into the binary.
+pub static DEFAULT_MODEL: &[u8] = include_bytes!("../../../models/retinaface_mv1_0.25.onnx");
+/// sha256 of [`DEFAULT_MODEL`]; a test pins it.
+pub const DEFAULT_MODEL_SHA256: &str =
+    "b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5";
+/// Letterbox side in pixels. Measured with `examples/size_sweep.rs`: 480 finds faces down to about 4 % of the
+/// longer image side (320 only down to about 8 %, 640 no smaller than 480) at about 60 % of the cost of 640;
+/// see docs/faces.md.
+pub const DEFAULT_INPUT_SIZE: u32 = 480;
+
+type Plan = Arc<TypedRunnableModel>;
+
+/// Which output tensor is which: RetinaFace exports name them `loc`, `conf` and `landmarks`, but their order
+/// is the exporter's choice, so they are told apart by their last dimension (4, 2, 10) at load time.
+#[derive(Debug, Clone, Copy)]
+struct OutputSlots {
+    loc: usize,
+    conf: usize,
+    landmarks: usize,
+}
+
+/// A loaded face detector. Cheap to share (`Send + Sync`); `detect` may run on many threads at once.
+pub struct FaceDetector {
+    plan: Plan,
+    input_size: u32,
+    priors: Vec<Prior>,
+    slots: OutputSlots,
+    score_threshold: f32,
+    nms_iou: f32,
+}
+
+impl std::fmt::Debug for FaceDetector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaceDetector")
+            .field("input_size", &self.input_size)
+            .field("score_threshold", &self.score_threshold)
+            .field("nms_iou", &self.nms_iou)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FaceDetector {
+    /// Loads a RetinaFace-compatible ONNX model and optimises it for `input_size`×`input_size` inputs,
+    /// single-threaded.
+    pub fn from_onnx_bytes(model: &[u8], input_size: u32) -> Result<Self, FaceError> {
+        Self::from_onnx_bytes_with_threads(model, input_size, 1)
+    }
+
+    /// The committed RetinaFace model ([`DEFAULT_MODEL`]), single-threaded.
+    pub fn load_default(input_size: u32) -> Result<Self, FaceError> {
+        Self::from_onnx_bytes(DEFAULT_MODEL, input_size)
+    }
+
+    /// Like [`FaceDetector::from_onnx_bytes`], with matrix products split over a private pool of `threads`
+    /// threads (needs the `multithread-mm` feature, on by default; otherwise `threads` is ignored). Each call
+    /// to `detect` then uses that pool, so several concurrent detections share `threads` cores.
+    pub fn from_onnx_bytes_with_threads(
+        model: &[u8],
+        input_size: u32,
+        threads: usize,
+    ) -> Result<Self, FaceError> {
+        if !(32..=2048).contains(&input_size) || !input_size.is_multiple_of(32) {
+            return Err(FaceError::InvalidInputSize(input_size));
+        }
+        let model_error = |e: TractError| FaceError::Model(format!("{e:#}"));
+        let side = input_size as usize;
+        // tract must know the concrete input shape before optimising: with a symbolic shape the FPN's
+        // Resize nodes fail at run time.
+        let plan = tract_onnx::onnx()
+            .model_for_read(&mut Cursor::new(model))
+            .map_err(model_error)?
+            .with_input_fact(0, f32::fact([1, 3, side, side]).into())
+            .map_err(model_error)?
+            .into_optimized()
+            .map_err(model_error)?
+            .into_runnable_with_options(&RunOptions {
+                executor: Some(executor(threads)),
+                ..RunOptions::default()
+            })
+            .map_err(model_error)?;
+
+        let mut detector = FaceDetector {
+            plan,
+            input_size,
+            priors: priors(input_size, input_size),
+            slots: OutputSlots {
+                loc: 0,
+                conf: 1,
+                landmarks: 2,
+            },
+            score_threshold: DEFAULT_SCORE_THRESHOLD,
+            nms_iou: DEFAULT_NMS_IOU,
+        };
+        detector.slots = detector.identify_outputs()?;
+        tracing::debug!(input_size, threads, "face detector ready");
+        Ok(detector)
+    }
+
+    /// [`FaceDetector::from_onnx_bytes_with_threads`] for the committed model.
+    pub fn load_default_with_threads(input_size: u32, threads: usize) -> Result<Self, FaceError> {
+        Self::from_onnx_bytes_with_threads(DEFAULT_MODEL, input_size, threads)
+    }
+
+    /// Changes the minimum face score (default [`DEFAULT_SCORE_THRESHOLD`]).
+    pub fn with_score_threshold(mut self, threshold: f32) -> Self {
+        self.score_threshold = threshold;
+        self
+    }
+
+    /// The letterbox side this detector's plan was optimised for.
+    pub fn input_size(&self) -> u32 {
+        self.input_size
+    }
+
+    /// Finds faces in `image`; boxes and landmarks are in its pixels, best score first.
+    pub fn detect(&self, image: &RgbImage) -> Result<Vec<Face>, FaceError> {
+        let (width, height) = image.dimensions();
+        if width == 0 || height == 0 {
+            return Err(FaceError::EmptyImage { width, height });
+        }
+        let input = letterbox(image, self.input_size);
+        let outputs = self.run(&input.data)?;
+        let slice = |i: usize| -> Result<&[f32], FaceError> {
+            outputs[i]
+                .try_as_plain_ram()
+                .and_then(|view| view.as_slice::<f32>())
+                .map_err(|e| FaceError::UnexpectedOutput(format!("{e:#}")))
+        };
+        let raw = RawOutputs {
+            loc: slice(self.slots.loc)?,
+            conf: slice(self.slots.conf)?,
+            landmarks: slice(self.slots.landmarks)?,
+        };
+        let geometry = Geometry {
+            input_width: self.input_size,
+            input_height: self.input_size,
+            scale_x: input.scale_x,
+            scale_y: input.scale_y,
+            source_width: width,
+            source_height: height,
+        };
+        Ok(decode(
+            &raw,
+            &self.priors,
+            &geometry,
+            self.score_threshold,
+            self.nms_iou,
+        ))
+    }
+
+    /// The network input tensor `detect` would feed for `image` (NCHW, BGR, mean-subtracted, letterboxed).
+    /// Exposed for benchmarks and cross-checks against other runtimes.
+    pub fn network_input(&self, image: &RgbImage) -> Vec<f32> {
+        letterbox(image, self.input_size).data
+    }
+
+    /// Runs only the network on a prepared input (see [`FaceDetector::network_input`]), discarding the
+    /// outputs: the part of `detect` that benchmarks compare with other runtimes.
+    pub fn run_network(&self, input: &[f32]) -> Result<(), FaceError> {
+        self.run(input).map(drop)
+    }
+
+    fn run(&self, data: &[f32]) -> Result<TVec<TValue>, FaceError> {
+        let side = self.input_size as usize;
+        let tensor = Tensor::from_shape(&[1, 3, side, side], data)
+            .map_err(|e| FaceError::Inference(format!("{e:#}")))?;
+        self.plan
+            .run(tvec!(tensor.into()))
+            .map_err(|e| FaceError::Inference(format!("{e:#}")))
+    }
+
+    /// Runs the plan once on a blank input (which also warms it up) and maps outputs by shape.
+    fn identify_outputs(&self) -> Result<OutputSlots, FaceError> {
+        let side = self.input_size as usize;
+        let outputs = self.run(&vec![0.0; 3 * side * side])?;
+        let rows = prior_count(self.input_size, self.input_size);
+        let mut found: [Option<usize>; 3] = [None; 3];
+        for (index, output) in outputs.iter().enumerate() {
+            let shape = output.shape();
+            let slot = match shape {
+                [1, n, 4] if *n == rows => 0,
+                [1, n, 2] if *n == rows => 1,
+                [1, n, 10] if *n == rows => 2,
+                _ => continue,
+            };
+            found[slot] = Some(index);
+        }
+        match found {
+            [Some(loc), Some(conf), Some(landmarks)] => Ok(OutputSlots {
+                loc,
+                conf,
+                landmarks,
+            }),
+            _ => Err(FaceError::UnexpectedOutput(format!(
+                "expected [1,{rows},4], [1,{rows},2] and [1,{rows},10], got {:?}",
+                outputs
+                    .iter()
+                    .map(|o| o.shape().to_vec())
+                    .collect::<Vec<_>>()
+            ))),
+        }
+    }
+}
+
+#[cfg(feature = "multithread-mm")]
+fn executor(threads: usize) -> multithread::Executor {
+    if threads > 1 {
+        multithread::Executor::multithread_with_name(threads, "faces-mm")
+    } else {
+        multithread::Executor::SingleThread
+    }
+}
+
+#[cfg(not(feature = "multithread-mm"))]
+fn executor(_threads: usize) -> multithread::Executor {
+    multithread::Executor::SingleThread
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn detector_is_shareable_across_threads() {
+        assert_send_sync::<FaceDetector>();
+    }
+
+    #[test]
+    fn rejects_unusable_input_sizes_before_loading() {
+        for size in [0, 16, 100, 4096] {
+            let err = FaceDetector::from_onnx_bytes(DEFAULT_MODEL, size).unwrap_err();
+            assert_eq!(err.code(), "face_input_size_invalid", "{size}");
+        }
+    }
+
+    #[test]
+    fn rejects_bytes_that_are_not_a_model() {
+        let err = FaceDetector::from_onnx_bytes(b"definitely not onnx", 64).unwrap_err();
+        assert_eq!(err.code(), "face_model_invalid");
+    }
+}
