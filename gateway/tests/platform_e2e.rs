@@ -303,3 +303,41 @@ async fn two_processes_share_one_postgres_and_one_bucket() {
     let (status, _) = json_of(http.get(a.url("/client/v4/user/tokens/verify")).bearer_auth(&value).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+fn cli(data_dir: &std::path::Path, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mediaplane"))
+        .env("MEDIAPLANE_DATA_DIR", data_dir)
+        .env_remove("DATABASE_URL")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn tokens_are_managed_from_the_cli_and_settings_come_from_a_toml_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // The server bootstraps; its HTTP address comes from a config file.
+    let port = common::free_port();
+    let config_file = dir.path().join("mediaplane.toml");
+    std::fs::write(&config_file, format!("http_addr = \"127.0.0.1:{port}\"\n[calls]\nudp_bind = \"127.0.0.1:0\"\n")).unwrap();
+    let mut env = loopback_env(dir.path());
+    env.retain(|(k, _)| k != "MEDIAPLANE_HTTP_ADDR" && k != "MEDIAPLANE_CALLS_UDP_BIND");
+    env.push(("MEDIAPLANE_CONFIG".into(), config_file.display().to_string()));
+    let server = Server::start(&env);
+    assert_eq!(server.base, format!("http://127.0.0.1:{port}"));
+
+    let created = cli(dir.path(), &["token", "create", "--scopes", "billing:read", "--name", "finance"]);
+    let token = created.lines().find_map(|l| l.strip_prefix("token: ")).unwrap().trim().to_string();
+    let id = created.lines().find_map(|l| l.strip_prefix("id:    ")).unwrap().trim().to_string();
+    let listed = cli(dir.path(), &["token", "list"]);
+    assert!(listed.lines().any(|l| l.starts_with(&id) && l.contains("active") && l.contains("billing:read")), "{listed}");
+
+    let http = reqwest::Client::new();
+    let usage = server.url(&format!("/client/v4/accounts/{}/usage", server.account_id.clone().unwrap()));
+    assert_eq!(http.get(&usage).bearer_auth(&token).send().await.unwrap().status(), StatusCode::OK);
+    cli(dir.path(), &["token", "revoke", &id]);
+    assert_eq!(http.get(&usage).bearer_auth(&token).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert!(cli(dir.path(), &["token", "list"]).lines().any(|l| l.starts_with(&id) && l.contains("revoked")));
+}
