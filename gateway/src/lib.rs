@@ -37,15 +37,23 @@ pub struct App {
 impl App {
     /// Connects the platform, starts every product and composes their routers under the
     /// gateway's shared layers.
-    pub async fn start(settings: Settings, render_metrics: Arc<dyn Fn() -> String + Send + Sync>) -> anyhow::Result<App> {
+    pub async fn start(
+        settings: Settings,
+        render_metrics: Arc<dyn Fn() -> String + Send + Sync>,
+    ) -> anyhow::Result<App> {
         let prices = match &settings.platform.prices_file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                PriceTable::from_toml(&text).map_err(anyhow::Error::msg).with_context(|| format!("parsing {}", path.display()))?
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                PriceTable::from_toml(&text)
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| format!("parsing {}", path.display()))?
             }
             None => PriceTable::default(),
         };
-        let platform = Platform::connect(settings.platform.clone()).await.context("starting the platform")?;
+        let platform = Platform::connect(settings.platform.clone())
+            .await
+            .context("starting the platform")?;
         Self::with_platform(platform, settings, prices, render_metrics).await
     }
 
@@ -56,11 +64,23 @@ impl App {
         prices: PriceTable,
         render_metrics: Arc<dyn Fn() -> String + Send + Sync>,
     ) -> anyhow::Result<App> {
-        let calls = calls::CallsService::start(platform.clone(), settings.calls).await.context("starting calls")?;
-        let turn = calls_turn::TurnService::start(platform.clone(), settings.turn).await.context("starting turn")?;
-        let stream = stream::StreamService::start(platform.clone(), settings.stream, &calls).await.context("starting stream")?;
-        let images = images::ImagesService::start(platform.clone(), settings.images).await.context("starting images")?;
-        let state = PlatformState { platform: platform.clone(), prices: Arc::new(prices), render_metrics };
+        let calls = calls::CallsService::start(platform.clone(), settings.calls)
+            .await
+            .context("starting calls")?;
+        let turn = calls_turn::TurnService::start(platform.clone(), settings.turn)
+            .await
+            .context("starting turn")?;
+        let stream = stream::StreamService::start(platform.clone(), settings.stream, &calls)
+            .await
+            .context("starting stream")?;
+        let images = images::ImagesService::start(platform.clone(), settings.images)
+            .await
+            .context("starting images")?;
+        let state = PlatformState {
+            platform: platform.clone(),
+            prices: Arc::new(prices),
+            render_metrics,
+        };
         let composed = Router::new()
             .merge(platform::http::routes(state))
             .merge(calls.router())
@@ -68,7 +88,14 @@ impl App {
             .merge(stream.router())
             .merge(images.router());
         let router = platform::http::apply_layers(composed, &platform.config);
-        Ok(App { platform, calls, turn, stream, images, router })
+        Ok(App {
+            platform,
+            calls,
+            turn,
+            stream,
+            images,
+            router,
+        })
     }
 
     /// Stops products (closing media sockets), then flushes metered usage.
@@ -99,7 +126,11 @@ pub fn test_settings() -> Settings {
         settings: Settings,
     }
     let mut args = vec!["mediaplane"];
-    args.extend(LOOPBACK_ARGS.iter().flat_map(|(flag, value)| [*flag, *value]));
+    args.extend(
+        LOOPBACK_ARGS
+            .iter()
+            .flat_map(|(flag, value)| [*flag, *value]),
+    );
     <Wrapper as clap::Parser>::parse_from(args).settings
 }
 

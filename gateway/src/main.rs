@@ -8,7 +8,11 @@ use gateway::{App, Settings};
 use platform::{auth, Db};
 
 #[derive(Parser, Debug)]
-#[command(name = "mediaplane", version, about = "Self-hostable media platform: WebRTC SFU + TURN, live streaming, images")]
+#[command(
+    name = "mediaplane",
+    version,
+    about = "Self-hostable media platform: WebRTC SFU + TURN, live streaming, images"
+)]
 struct Cli {
     /// TOML file with settings; `[section] key = v` maps to MEDIAPLANE_SECTION_KEY (flags and environment win).
     #[arg(long, env = "MEDIAPLANE_CONFIG", global = true)]
@@ -96,13 +100,16 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,aws=warn,hyper=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,aws=warn,hyper=warn".into()),
         )
         .init();
     if let Some(path) = &cli.config {
         tracing::info!(file = %path.display(), settings = applied.len(), "loaded config file");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(run(cli))
 }
 
@@ -115,10 +122,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
-        Command::Account { action: AccountAction::Create { name } } => {
+        Command::Account {
+            action: AccountAction::Create { name },
+        } => {
             let db = connect_db(&cli.settings).await?;
             let account = auth::create_account(&db, &name).await?;
-            let (_, token) = auth::create_token(&db, &account, "admin", &auth::Scope::ALL, None).await?;
+            let (_, token) =
+                auth::create_token(&db, &account, "admin", &auth::Scope::ALL, None).await?;
             println!("account: {account}\ntoken:   {token}");
             Ok(())
         }
@@ -137,22 +147,43 @@ fn config_table() -> String {
     let mut out = String::from("| variable | flag | default | meaning |\n|---|---|---|---|\n");
     let mut heading = None;
     for arg in command.get_arguments() {
-        let (Some(env), Some(long)) = (arg.get_env(), arg.get_long()) else { continue };
+        let (Some(env), Some(long)) = (arg.get_env(), arg.get_long()) else {
+            continue;
+        };
         if arg.get_help_heading() != heading {
             heading = arg.get_help_heading();
             out.push_str(&format!("| **{}** | | | |\n", heading.unwrap_or("General")));
         }
-        let default = arg.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect::<Vec<_>>().join(",");
-        let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default().replace('|', "\\|").replace('\n', " ");
-        let default = if default.is_empty() { "—".to_string() } else { format!("`{default}`") };
-        out.push_str(&format!("| `{}` | `--{long}` | {default} | {help} |\n", env.to_string_lossy()));
+        let default = arg
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(",");
+        let help = arg
+            .get_help()
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+            .replace('|', "\\|")
+            .replace('\n', " ");
+        let default = if default.is_empty() {
+            "—".to_string()
+        } else {
+            format!("`{default}`")
+        };
+        out.push_str(&format!(
+            "| `{}` | `--{long}` | {default} | {help} |\n",
+            env.to_string_lossy()
+        ));
     }
     out
 }
 
 async fn connect_db(settings: &Settings) -> anyhow::Result<Db> {
     let config = &settings.platform;
-    let db = Db::connect(&config.database_url(), 2).await.context("connecting to the database")?;
+    let db = Db::connect(&config.database_url(), 2)
+        .await
+        .context("connecting to the database")?;
     db.migrate().await?;
     Ok(db)
 }
@@ -160,14 +191,20 @@ async fn connect_db(settings: &Settings) -> anyhow::Result<Db> {
 async fn account_or_default(db: &Db, account: Option<String>) -> anyhow::Result<String> {
     match account {
         Some(account) => Ok(account),
-        None => auth::default_account(db).await?.context("no --account given and no default account exists yet"),
+        None => auth::default_account(db)
+            .await?
+            .context("no --account given and no default account exists yet"),
     }
 }
 
 async fn token_command(settings: &Settings, action: TokenAction) -> anyhow::Result<()> {
     let db = connect_db(settings).await?;
     match action {
-        TokenAction::Create { account, name, scopes } => {
+        TokenAction::Create {
+            account,
+            name,
+            scopes,
+        } => {
             let account = account_or_default(&db, account).await?;
             let scopes = auth::parse_scopes(&scopes).map_err(anyhow::Error::msg)?;
             let (id, secret) = auth::create_token(&db, &account, &name, &scopes, None).await?;
@@ -176,13 +213,26 @@ async fn token_command(settings: &Settings, action: TokenAction) -> anyhow::Resu
         TokenAction::List { account } => {
             let account = account_or_default(&db, account).await?;
             for token in auth::list_tokens(&db, &account).await? {
-                let state = if token.revoked_at.is_some() { "revoked" } else { "active" };
-                println!("{}\t{}\t{}\t{}", token.id, state, token.name, token.scopes.join(","));
+                let state = if token.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    token.id,
+                    state,
+                    token.name,
+                    token.scopes.join(",")
+                );
             }
         }
         TokenAction::Revoke { account, token_id } => {
             let account = account_or_default(&db, account).await?;
-            anyhow::ensure!(auth::revoke_token(&db, &account, &token_id).await?, "no active token {token_id} in account {account}");
+            anyhow::ensure!(
+                auth::revoke_token(&db, &account, &token_id).await?,
+                "no active token {token_id} in account {account}"
+            );
             println!("revoked {token_id}");
         }
     }
@@ -206,10 +256,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             println!("API token (shown once): {}", boot.token);
         }
     }
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
     tracing::info!(%addr, storage = app.platform.storage.backend(), database = ?app.platform.db.kind(), "mediaplane listening");
     println!("Mediaplane listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app.router.clone()).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app.router.clone())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     tracing::info!("shutting down");
     app.shutdown().await;
     Ok(())

@@ -62,7 +62,12 @@ pub struct PlatformConfig {
     pub s3_prefix: String,
 
     /// Origins allowed by CORS, comma separated; `*` allows any.
-    #[arg(long, env = "MEDIAPLANE_CORS_ORIGINS", default_value = "*", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "MEDIAPLANE_CORS_ORIGINS",
+        default_value = "*",
+        value_delimiter = ','
+    )]
     pub cors_origins: Vec<String>,
 
     /// Largest request body accepted by any route, in bytes (products set smaller per-route limits).
@@ -90,7 +95,10 @@ impl PlatformConfig {
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.clone(),
-            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("mediaplane.db").display()),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("mediaplane.db").display()
+            ),
         }
     }
 
@@ -130,12 +138,18 @@ impl PlatformConfig {
 /// thread is spawned (it mutates the process environment).
 pub fn apply_config_file(path: &std::path::Path) -> Result<Vec<String>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let table: toml::Table = text.parse().map_err(|e| format!("{}: {e}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let mut pairs = Vec::new();
     flatten_toml("", &table, &mut pairs)?;
     let mut applied = Vec::new();
     for (name, value) in pairs {
-        let var = if name == "DATABASE_URL" { name } else { format!("MEDIAPLANE_{name}") };
+        let var = if name == "DATABASE_URL" {
+            name
+        } else {
+            format!("MEDIAPLANE_{name}")
+        };
         if std::env::var_os(&var).is_none() {
             // SAFETY: called at startup before the runtime or any thread exists.
             unsafe { std::env::set_var(&var, value) };
@@ -145,7 +159,11 @@ pub fn apply_config_file(path: &std::path::Path) -> Result<Vec<String>, String> 
     Ok(applied)
 }
 
-fn flatten_toml(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) -> Result<(), String> {
+fn flatten_toml(
+    prefix: &str,
+    table: &toml::Table,
+    out: &mut Vec<(String, String)>,
+) -> Result<(), String> {
     for (key, value) in table {
         let name = format!("{prefix}{}", key.to_ascii_uppercase().replace('-', "_"));
         let text = match value {
@@ -199,7 +217,10 @@ mod tests {
     #[test]
     fn default_database_is_sqlite_under_data_dir() {
         let config = PlatformConfig::with_data_dir(PathBuf::from("/tmp/x"));
-        assert_eq!(config.database_url(), "sqlite:///tmp/x/mediaplane.db?mode=rwc");
+        assert_eq!(
+            config.database_url(),
+            "sqlite:///tmp/x/mediaplane.db?mode=rwc"
+        );
         assert_eq!(config.public_url(), "http://127.0.0.1:8080");
     }
 }

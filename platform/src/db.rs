@@ -51,7 +51,9 @@ impl Db {
             return Err(DbError::UnsupportedUrl(redact(url)));
         };
         if kind == DbKind::Sqlite {
-            if let Some(parent) = sqlite_path(url).and_then(|p| std::path::Path::new(p).parent().map(|p| p.to_owned())) {
+            if let Some(parent) = sqlite_path(url)
+                .and_then(|p| std::path::Path::new(p).parent().map(|p| p.to_owned()))
+            {
                 if !parent.as_os_str().is_empty() {
                     std::fs::create_dir_all(parent)?;
                 }
@@ -121,7 +123,9 @@ impl Db {
 }
 
 fn sqlite_path(url: &str) -> Option<&str> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     (!path.is_empty() && path != ":memory:").then_some(path)
 }
@@ -149,13 +153,19 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(redact("sqlite://./x.db"), "sqlite://./x.db");
     }
 
     #[test]
     fn finds_sqlite_paths() {
-        assert_eq!(sqlite_path("sqlite://./data/m.db?mode=rwc"), Some("./data/m.db"));
+        assert_eq!(
+            sqlite_path("sqlite://./data/m.db?mode=rwc"),
+            Some("./data/m.db")
+        );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
     }
 

@@ -23,47 +23,102 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: u32, error: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { status, code, error, message: message.into() }
+    pub fn new(
+        status: StatusCode,
+        code: u32,
+        error: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            error,
+            message: message.into(),
+        }
     }
 
     pub fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, 10400, "bad_request", message)
     }
     pub fn missing_token() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, 10001, "missing_token", "an Authorization: Bearer <token> header is required")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            10001,
+            "missing_token",
+            "an Authorization: Bearer <token> header is required",
+        )
     }
     pub fn invalid_token() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, 10002, "invalid_token", "the API token is unknown or revoked")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            10002,
+            "invalid_token",
+            "the API token is unknown or revoked",
+        )
     }
     pub fn forbidden(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::FORBIDDEN, 10003, "forbidden", message)
     }
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, 10404, "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            10404,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
     pub fn conflict(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::CONFLICT, 10409, "conflict", message)
     }
     pub fn payload_too_large(message: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, 10413, "payload_too_large", message)
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            10413,
+            "payload_too_large",
+            message,
+        )
     }
     pub fn unsupported_media_type(message: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, 10415, "unsupported_media_type", message)
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            10415,
+            "unsupported_media_type",
+            message,
+        )
     }
     pub fn too_many_requests(message: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::TOO_MANY_REQUESTS, 10429, "rate_limited", message)
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            10429,
+            "rate_limited",
+            message,
+        )
     }
     pub fn timeout() -> Self {
-        Self::new(StatusCode::GATEWAY_TIMEOUT, 10504, "timeout", "the request took too long")
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            10504,
+            "timeout",
+            "the request took too long",
+        )
     }
     pub fn unavailable(message: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, 10503, "unavailable", message)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            10503,
+            "unavailable",
+            message,
+        )
     }
     /// Logs the cause with the request's span and hides it from the client.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(%cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, 10500, "internal_error", "internal error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            10500,
+            "internal_error",
+            "internal error",
+        )
     }
 
     /// A generic error for a status produced outside our handlers (axum rejections, timeouts).
@@ -100,7 +155,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.error, self.status.as_u16(), self.message)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.error,
+            self.status.as_u16(),
+            self.message
+        )
     }
 }
 
@@ -154,8 +215,13 @@ pub fn envelope<T: serde::Serialize>(result: T) -> Json<serde_json::Value> {
 }
 
 /// Like [`envelope`], with Cloudflare's `result_info` for paged lists.
-pub fn envelope_paged<T: serde::Serialize>(result: T, result_info: serde_json::Value) -> Json<serde_json::Value> {
-    Json(json!({ "success": true, "errors": [], "messages": [], "result": result, "result_info": result_info }))
+pub fn envelope_paged<T: serde::Serialize>(
+    result: T,
+    result_info: serde_json::Value,
+) -> Json<serde_json::Value> {
+    Json(
+        json!({ "success": true, "errors": [], "messages": [], "result": result, "result_info": result_info }),
+    )
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;

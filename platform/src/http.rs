@@ -65,11 +65,24 @@ fn cors(config: &PlatformConfig) -> CorsLayer {
     let origin = if config.cors_origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
     } else {
-        AllowOrigin::list(config.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+        AllowOrigin::list(
+            config
+                .cors_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        )
     };
     CorsLayer::new()
         .allow_origin(origin)
-        .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
+        .allow_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
         .allow_headers(Any)
         .expose_headers(EXPOSED_HEADERS.map(HeaderName::from_static))
         .max_age(Duration::from_secs(3600))
@@ -94,7 +107,10 @@ async fn json_errors(request: Request, next: Next) -> Response {
     let (parts, body) = response.into_parts();
     let text = match axum::body::to_bytes(body, 4096).await {
         Ok(bytes) if !bytes.is_empty() => String::from_utf8_lossy(&bytes).into_owned(),
-        _ => status.canonical_reason().unwrap_or("error").to_ascii_lowercase(),
+        _ => status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase(),
     };
     let mut rewritten = ApiError::from_status(status, text).into_response();
     for (name, value) in parts.headers.iter() {
@@ -121,12 +137,21 @@ impl FromRef<PlatformState> for Platform {
 
 pub fn routes(state: PlatformState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/client/v4/accounts/{account_id}/usage", get(usage))
-        .route("/client/v4/accounts/{account_id}/tokens", get(list_tokens).post(create_token))
-        .route("/client/v4/accounts/{account_id}/tokens/{token_id}", delete(revoke_token))
+        .route(
+            "/client/v4/accounts/{account_id}/tokens",
+            get(list_tokens).post(create_token),
+        )
+        .route(
+            "/client/v4/accounts/{account_id}/tokens/{token_id}",
+            delete(revoke_token),
+        )
         .route("/client/v4/user/tokens/verify", get(verify_token))
         .with_state(state)
 }
@@ -140,12 +165,20 @@ async fn readyz(State(state): State<PlatformState>) -> Response {
         "database": db.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
         "storage": storage.map(|_| state.platform.storage.backend().to_string()).unwrap_or_else(|e| e.to_string()),
     });
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body)).into_response()
 }
 
 async fn metrics_text(State(state): State<PlatformState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], (state.render_metrics)()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        (state.render_metrics)(),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -165,7 +198,11 @@ async fn usage(
     let parse = |name: &str, value: &Option<String>| -> ApiResult<Option<i64>> {
         value
             .as_deref()
-            .map(|v| parse_time_ms(v).ok_or_else(|| ApiError::bad_request(format!("{name}: expected RFC 3339 time or unix seconds"))))
+            .map(|v| {
+                parse_time_ms(v).ok_or_else(|| {
+                    ApiError::bad_request(format!("{name}: expected RFC 3339 time or unix seconds"))
+                })
+            })
             .transpose()
     };
     let until = parse("until", &query.until)?.unwrap_or_else(now_ms);
@@ -177,10 +214,15 @@ async fn usage(
         return Err(ApiError::bad_request("since must be before until"));
     }
     if until - since > 5 * 366 * 24 * 3_600_000 {
-        return Err(ApiError::bad_request("the range may span at most five years"));
+        return Err(ApiError::bad_request(
+            "the range may span at most five years",
+        ));
     }
     state.platform.meter.flush().await?;
-    let invoice = state.prices.invoice(&state.platform.db, &account_id, since, until).await?;
+    let invoice = state
+        .prices
+        .invoice(&state.platform.db, &account_id, since, until)
+        .await?;
     Ok(envelope(json!({
         "since": rfc3339_from_ms(since),
         "until": rfc3339_from_ms(until),
@@ -199,7 +241,9 @@ async fn usage(
 }
 
 fn start_of_month_ms(at_ms: i64) -> i64 {
-    let Ok(t) = time::OffsetDateTime::from_unix_timestamp(at_ms.div_euclid(1000)) else { return 0 };
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp(at_ms.div_euclid(1000)) else {
+        return 0;
+    };
     t.replace_day(1)
         .map(|t| t.replace_time(time::Time::MIDNIGHT).unix_timestamp() * 1000)
         .unwrap_or(0)
@@ -223,12 +267,24 @@ async fn create_token(
         return Err(ApiError::bad_request("name: 1 to 200 characters"));
     }
     let scopes = auth::parse_scopes(&body.scopes.join(",")).map_err(ApiError::bad_request)?;
-    let (id, secret) = auth::create_token(&state.platform.db, &account_id, body.name.trim(), &scopes, None).await?;
-    let result = json!({ "id": id, "name": body.name.trim(), "scopes": body.scopes, "value": secret });
+    let (id, secret) = auth::create_token(
+        &state.platform.db,
+        &account_id,
+        body.name.trim(),
+        &scopes,
+        None,
+    )
+    .await?;
+    let result =
+        json!({ "id": id, "name": body.name.trim(), "scopes": body.scopes, "value": secret });
     Ok((StatusCode::CREATED, envelope(result)).into_response())
 }
 
-async fn list_tokens(State(state): State<PlatformState>, caller: Caller, Path(account_id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+async fn list_tokens(
+    State(state): State<PlatformState>,
+    caller: Caller,
+    Path(account_id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
     caller.require(&account_id, Scope::Admin)?;
     let tokens = auth::list_tokens(&state.platform.db, &account_id).await?;
     Ok(envelope(tokens))
@@ -258,6 +314,8 @@ async fn verify_token(caller: Caller) -> Json<serde_json::Value> {
 
 /// Reads a response body as JSON (`Null` if it is not JSON); for tests.
 pub async fn body_json(response: Response) -> serde_json::Value {
-    let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024 * 1024).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
     serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)
 }

@@ -30,8 +30,12 @@ pub fn is_safe_client_id(id: &str) -> bool {
         && id.len() <= 1024
         && !id.starts_with('/')
         && !id.ends_with('/')
-        && id.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-' | b'/'))
+        && id
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-' | b'/'))
 }
 
 #[cfg(test)]

@@ -43,7 +43,12 @@ impl Platform {
         db.migrate().await?;
         let storage = storage::open(&config).await?;
         let meter = Meter::start(db.clone(), config.meter_flush_interval());
-        Ok(Self { config: Arc::new(config), db, storage, meter })
+        Ok(Self {
+            config: Arc::new(config),
+            db,
+            storage,
+            meter,
+        })
     }
 
     /// Base URL that responses use when they hand out absolute URLs (WHIP endpoints, upload URLs).

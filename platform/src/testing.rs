@@ -34,14 +34,18 @@ fn env(name: &str) -> Option<String> {
 /// The external-backend settings, or `None` when they are not configured.
 pub fn external_config(data_dir: PathBuf) -> Option<PlatformConfig> {
     let require = env("MEDIAPLANE_TEST_REQUIRE_EXTERNAL").is_some_and(|v| v == "1");
-    let (Some(pg), Some(endpoint)) = (env("MEDIAPLANE_TEST_POSTGRES_URL"), env("MEDIAPLANE_TEST_S3_ENDPOINT")) else {
+    let (Some(pg), Some(endpoint)) = (
+        env("MEDIAPLANE_TEST_POSTGRES_URL"),
+        env("MEDIAPLANE_TEST_S3_ENDPOINT"),
+    ) else {
         assert!(!require, "MEDIAPLANE_TEST_REQUIRE_EXTERNAL=1 but MEDIAPLANE_TEST_POSTGRES_URL / MEDIAPLANE_TEST_S3_ENDPOINT are not set");
         return None;
     };
     let mut config = PlatformConfig::with_data_dir(data_dir);
     config.database_url = Some(pg);
     config.s3_endpoint = Some(endpoint);
-    config.s3_bucket = Some(env("MEDIAPLANE_TEST_S3_BUCKET").unwrap_or_else(|| "mediaplane-test".into()));
+    config.s3_bucket =
+        Some(env("MEDIAPLANE_TEST_S3_BUCKET").unwrap_or_else(|| "mediaplane-test".into()));
     config.s3_access_key_id = env("MEDIAPLANE_TEST_S3_ACCESS_KEY_ID");
     config.s3_secret_access_key = env("MEDIAPLANE_TEST_S3_SECRET_ACCESS_KEY");
     config.s3_force_path_style = true;
@@ -54,8 +58,13 @@ pub async fn create_postgres_database(server_url: &str) -> String {
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
     let name = format!("mp_test_{}", crate::ids::new_uid());
-    let mut conn = sqlx::AnyConnection::connect(server_url).await.expect("connect to test PostgreSQL server");
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
+    let mut conn = sqlx::AnyConnection::connect(server_url)
+        .await
+        .expect("connect to test PostgreSQL server");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
     let _ = conn.close().await;
     let (base, query) = match server_url.split_once('?') {
         Some((b, q)) => (b, format!("?{q}")),
@@ -65,14 +74,31 @@ pub async fn create_postgres_database(server_url: &str) -> String {
     format!("{base}/{name}{query}")
 }
 
-async fn build(mut config: PlatformConfig, label: &'static str, dir: tempfile::TempDir) -> TestPlatform {
-    if let Some(url) = config.database_url.clone().filter(|u| u.starts_with("postgres")) {
+async fn build(
+    mut config: PlatformConfig,
+    label: &'static str,
+    dir: tempfile::TempDir,
+) -> TestPlatform {
+    if let Some(url) = config
+        .database_url
+        .clone()
+        .filter(|u| u.starts_with("postgres"))
+    {
         config.database_url = Some(create_postgres_database(&url).await);
     }
     config.meter_flush_ms = 50;
     let platform = Platform::connect(config).await.expect("platform connects");
-    let boot = auth::bootstrap(&platform.db, None).await.expect("bootstrap").expect("fresh database bootstraps");
-    TestPlatform { platform, account_id: boot.account_id, token: boot.token, label, _dir: dir }
+    let boot = auth::bootstrap(&platform.db, None)
+        .await
+        .expect("bootstrap")
+        .expect("fresh database bootstraps");
+    TestPlatform {
+        platform,
+        account_id: boot.account_id,
+        token: boot.token,
+        label,
+        _dir: dir,
+    }
 }
 
 /// SQLite + local disk in a temporary directory.

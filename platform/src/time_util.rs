@@ -18,7 +18,9 @@ pub fn parse_time_ms(text: &str) -> Option<i64> {
     if let Ok(secs) = text.parse::<i64>() {
         return secs.checked_mul(1000);
     }
-    OffsetDateTime::parse(text, &Rfc3339).ok().map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+    OffsetDateTime::parse(text, &Rfc3339)
+        .ok()
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
 #[cfg(test)]

@@ -19,17 +19,28 @@ pub struct Server {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Environment that keeps every listener of the binary on loopback and on free ports.
 pub fn loopback_env(data_dir: &Path) -> Vec<(String, String)> {
     vec![
-        ("MEDIAPLANE_HTTP_ADDR".into(), format!("127.0.0.1:{}", free_port())),
+        (
+            "MEDIAPLANE_HTTP_ADDR".into(),
+            format!("127.0.0.1:{}", free_port()),
+        ),
         ("MEDIAPLANE_DATA_DIR".into(), data_dir.display().to_string()),
         ("MEDIAPLANE_CALLS_UDP_BIND".into(), "127.0.0.1:0".into()),
         ("MEDIAPLANE_TURN_UDP_ADDR".into(), "127.0.0.1:0".into()),
@@ -43,7 +54,10 @@ impl Server {
     /// Starts the binary with `env` and waits until it listens.
     pub fn start(env: &[(String, String)]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_mediaplane"));
-        command.stdout(Stdio::piped()).stderr(Stdio::inherit()).stdin(Stdio::null());
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .stdin(Stdio::null());
         for (key, _) in std::env::vars() {
             if key.starts_with("MEDIAPLANE_") || key == "DATABASE_URL" {
                 command.env_remove(key);
@@ -62,7 +76,9 @@ impl Server {
         });
         let (mut token, mut account_id, mut base) = (None, None, None);
         while base.is_none() {
-            let line = rx.recv_timeout(Duration::from_secs(120)).expect("mediaplane did not report listening");
+            let line = rx
+                .recv_timeout(Duration::from_secs(120))
+                .expect("mediaplane did not report listening");
             if let Some(rest) = line.strip_prefix("API token (shown once): ") {
                 token = Some(rest.trim().to_string());
             } else if let Some(rest) = line.strip_prefix("Created default account ") {
@@ -71,7 +87,12 @@ impl Server {
                 base = Some(rest.trim().to_string());
             }
         }
-        Server { child, base: base.unwrap(), token, account_id }
+        Server {
+            child,
+            base: base.unwrap(),
+            token,
+            account_id,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -85,7 +106,10 @@ impl Server {
 
     /// SIGTERM, then wait for the graceful exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         self.child.wait().unwrap()
     }
 }

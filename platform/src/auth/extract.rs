@@ -23,7 +23,9 @@ impl Caller {
     /// be probed.
     pub fn require(&self, account_id: &str, scope: Scope) -> Result<(), ApiError> {
         if self.account_id != account_id {
-            return Err(ApiError::forbidden("this token may not act on that account"));
+            return Err(ApiError::forbidden(
+                "this token may not act on that account",
+            ));
         }
         self.require_scope(scope)
     }
@@ -32,7 +34,9 @@ impl Caller {
         if self.scopes.iter().any(|held| held.grants(scope)) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!("this token lacks the {scope} scope")))
+            Err(ApiError::forbidden(format!(
+                "this token lacks the {scope} scope"
+            )))
         }
     }
 }
@@ -41,7 +45,10 @@ impl Caller {
 pub fn bearer_token(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 impl<S> FromRequestParts<S> for Caller
@@ -57,7 +64,11 @@ where
         match lookup_token(&platform.db, token).await? {
             Some((token_id, account_id, scopes)) => {
                 tracing::Span::current().record("account_id", account_id.as_str());
-                Ok(Caller { token_id, account_id, scopes })
+                Ok(Caller {
+                    token_id,
+                    account_id,
+                    scopes,
+                })
             }
             None => Err(ApiError::invalid_token()),
         }

@@ -9,7 +9,10 @@ mod extract;
 mod store;
 
 pub use extract::Caller;
-pub use store::{bootstrap, create_account, default_account, create_token, list_tokens, lookup_token, revoke_token, Bootstrap, TokenInfo};
+pub use store::{
+    bootstrap, create_account, create_token, default_account, list_tokens, lookup_token,
+    revoke_token, Bootstrap, TokenInfo,
+};
 
 use std::{fmt, str::FromStr};
 
@@ -77,7 +80,12 @@ impl FromStr for Scope {
         Scope::ALL
             .into_iter()
             .find(|scope| scope.as_str() == s)
-            .ok_or_else(|| format!("unknown scope {s:?} (known: {})", Scope::ALL.map(Scope::as_str).join(", ")))
+            .ok_or_else(|| {
+                format!(
+                    "unknown scope {s:?} (known: {})",
+                    Scope::ALL.map(Scope::as_str).join(", ")
+                )
+            })
     }
 }
 
@@ -96,7 +104,11 @@ pub fn parse_scopes(text: &str) -> Result<Vec<Scope>, String> {
 }
 
 pub fn format_scopes(scopes: &[Scope]) -> String {
-    scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
@@ -113,9 +125,15 @@ mod tests {
 
     #[test]
     fn scopes_parse_and_format() {
-        assert_eq!(parse_scopes("images:write, stream:read").unwrap(), vec![Scope::StreamRead, Scope::ImagesWrite]);
+        assert_eq!(
+            parse_scopes("images:write, stream:read").unwrap(),
+            vec![Scope::StreamRead, Scope::ImagesWrite]
+        );
         assert!(parse_scopes("images:delete").is_err());
         assert!(parse_scopes("").is_err());
-        assert_eq!(format_scopes(&[Scope::CallsRead, Scope::Admin]), "calls:read,admin");
+        assert_eq!(
+            format_scopes(&[Scope::CallsRead, Scope::Admin]),
+            "calls:read,admin"
+        );
     }
 }

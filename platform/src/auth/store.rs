@@ -40,7 +40,9 @@ pub async fn create_token(
     scopes: &[Scope],
     secret: Option<&str>,
 ) -> Result<(String, String), DbError> {
-    let secret = secret.map(str::to_string).unwrap_or_else(|| format!("mp_{}", ids::new_secret(32)));
+    let secret = secret
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("mp_{}", ids::new_secret(32)));
     let id = ids::new_uid();
     sqlx::query(
         "INSERT INTO api_tokens (id, account_id, name, secret_sha256, scopes, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -57,14 +59,21 @@ pub async fn create_token(
 }
 
 /// `(token id, account id, scopes)` of a live token, or `None` for unknown or revoked ones.
-pub async fn lookup_token(db: &Db, secret: &str) -> Result<Option<(String, String, Vec<Scope>)>, DbError> {
+pub async fn lookup_token(
+    db: &Db,
+    secret: &str,
+) -> Result<Option<(String, String, Vec<Scope>)>, DbError> {
     let row = sqlx::query("SELECT id, account_id, scopes FROM api_tokens WHERE secret_sha256 = $1 AND revoked_at IS NULL")
         .bind(hash_secret(secret))
         .fetch_optional(db.pool())
         .await?;
     Ok(row.map(|row| {
         let scopes: String = row.get(2);
-        (row.get(0), row.get(1), parse_scopes(&scopes).unwrap_or_default())
+        (
+            row.get(0),
+            row.get(1),
+            parse_scopes(&scopes).unwrap_or_default(),
+        )
     }))
 }
 
@@ -81,7 +90,12 @@ pub async fn list_tokens(db: &Db, account_id: &str) -> Result<Vec<TokenInfo>, Db
             id: row.get(0),
             account_id: row.get(1),
             name: row.get(2),
-            scopes: row.get::<String, _>(3).split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+            scopes: row
+                .get::<String, _>(3)
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
             created_at: row.get(4),
             revoked_at: row.get(5),
         })
@@ -127,7 +141,9 @@ pub async fn bootstrap(db: &Db, token: Option<&str>) -> Result<Option<Bootstrap>
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
-    let secret = token.map(str::to_string).unwrap_or_else(|| format!("mp_{}", ids::new_secret(32)));
+    let secret = token
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("mp_{}", ids::new_secret(32)));
     let token_id = ids::new_uid();
     sqlx::query(
         "INSERT INTO api_tokens (id, account_id, name, secret_sha256, scopes, created_at) VALUES ($1, $2, 'bootstrap', $3, $4, $5)",
@@ -140,7 +156,11 @@ pub async fn bootstrap(db: &Db, token: Option<&str>) -> Result<Option<Bootstrap>
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(Some(Bootstrap { account_id, token_id, token: secret }))
+    Ok(Some(Bootstrap {
+        account_id,
+        token_id,
+        token: secret,
+    }))
 }
 
 /// The default account created at bootstrap, if any.
@@ -157,7 +177,12 @@ mod tests {
 
     async fn db() -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&format!("sqlite://{}/t.db?mode=rwc", dir.path().display()), 4).await.unwrap();
+        let db = Db::connect(
+            &format!("sqlite://{}/t.db?mode=rwc", dir.path().display()),
+            4,
+        )
+        .await
+        .unwrap();
         db.migrate().await.unwrap();
         (dir, db)
     }
@@ -165,16 +190,33 @@ mod tests {
     #[tokio::test]
     async fn bootstrap_runs_once_and_tokens_work_until_revoked() {
         let (_dir, db) = db().await;
-        let first = bootstrap(&db, Some("given-token-123456")).await.unwrap().unwrap();
+        let first = bootstrap(&db, Some("given-token-123456"))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(bootstrap(&db, None).await.unwrap().is_none());
-        assert_eq!(default_account(&db).await.unwrap().as_deref(), Some(first.account_id.as_str()));
-        let (id, account, scopes) = lookup_token(&db, "given-token-123456").await.unwrap().unwrap();
-        assert_eq!((id.as_str(), account.as_str()), (first.token_id.as_str(), first.account_id.as_str()));
+        assert_eq!(
+            default_account(&db).await.unwrap().as_deref(),
+            Some(first.account_id.as_str())
+        );
+        let (id, account, scopes) = lookup_token(&db, "given-token-123456")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (id.as_str(), account.as_str()),
+            (first.token_id.as_str(), first.account_id.as_str())
+        );
         assert_eq!(scopes.len(), Scope::ALL.len());
 
-        let (tid, secret) = create_token(&db, &account, "ci", &[Scope::ImagesRead], None).await.unwrap();
+        let (tid, secret) = create_token(&db, &account, "ci", &[Scope::ImagesRead], None)
+            .await
+            .unwrap();
         assert!(secret.starts_with("mp_"));
-        assert_eq!(lookup_token(&db, &secret).await.unwrap().unwrap().2, vec![Scope::ImagesRead]);
+        assert_eq!(
+            lookup_token(&db, &secret).await.unwrap().unwrap().2,
+            vec![Scope::ImagesRead]
+        );
         assert!(!revoke_token(&db, "other-account", &tid).await.unwrap());
         assert!(revoke_token(&db, &account, &tid).await.unwrap());
         assert!(lookup_token(&db, &secret).await.unwrap().is_none());

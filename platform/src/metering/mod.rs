@@ -10,16 +10,18 @@ mod prices;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use std::sync::Mutex;
 pub use prices::{Invoice, InvoiceLine, PriceRule, PriceTable};
 use sqlx::Row;
+use std::sync::Mutex;
 use tokio::sync::Notify;
 
 use crate::{db::DbError, time_util::now_ms, Db};
 
 /// Every billable quantity Mediaplane measures. The string names are stored in the database and
 /// appear in the usage API; never rename one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Metric {
     /// Bytes the SFU sent to clients.
     #[serde(rename = "calls.egress_bytes")]
@@ -133,8 +135,11 @@ impl Meter {
         }
         let hour = at_ms.div_euclid(HOUR_MS) * HOUR_MS;
         let mut buffer = lock(&self.inner.buffer);
-        *buffer.entry((account_id.to_string(), metric, hour)).or_insert(0.0) += quantity;
-        metrics::counter!("mediaplane_usage_recorded_total", "metric" => metric.as_str()).increment(1);
+        *buffer
+            .entry((account_id.to_string(), metric, hour))
+            .or_insert(0.0) += quantity;
+        metrics::counter!("mediaplane_usage_recorded_total", "metric" => metric.as_str())
+            .increment(1);
     }
 
     /// Writes buffered usage now.
@@ -156,7 +161,12 @@ impl Meter {
 
     /// Hourly totals per metric for `account_id` in `[since_ms, until_ms)` (hours whose start lies
     /// in the range), summed per metric.
-    pub async fn totals(&self, account_id: &str, since_ms: i64, until_ms: i64) -> Result<HashMap<Metric, f64>, DbError> {
+    pub async fn totals(
+        &self,
+        account_id: &str,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<HashMap<Metric, f64>, DbError> {
         usage_totals(&self.inner.db, account_id, since_ms, until_ms).await
     }
 
@@ -199,7 +209,12 @@ async fn write_rows(db: &Db, rows: &Buffer) -> Result<(), DbError> {
     Ok(())
 }
 
-pub(crate) async fn usage_totals(db: &Db, account_id: &str, since_ms: i64, until_ms: i64) -> Result<HashMap<Metric, f64>, DbError> {
+pub(crate) async fn usage_totals(
+    db: &Db,
+    account_id: &str,
+    since_ms: i64,
+    until_ms: i64,
+) -> Result<HashMap<Metric, f64>, DbError> {
     let rows = sqlx::query(
         "SELECT metric, SUM(quantity) FROM usage_hourly WHERE account_id = $1 AND hour_start >= $2 AND hour_start < $3 GROUP BY metric",
     )
@@ -231,7 +246,12 @@ mod tests {
     #[tokio::test]
     async fn recorded_usage_is_flushed_and_summed_per_hour() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&format!("sqlite://{}/m.db?mode=rwc", dir.path().display()), 4).await.unwrap();
+        let db = Db::connect(
+            &format!("sqlite://{}/m.db?mode=rwc", dir.path().display()),
+            4,
+        )
+        .await
+        .unwrap();
         db.migrate().await.unwrap();
         let meter = Meter::start(db.clone(), Duration::from_secs(3600));
         let t0 = 1_700_000_000_000 - 1_700_000_000_000 % HOUR_MS;

@@ -41,7 +41,10 @@ fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().expect("object paths have a parent");
     std::fs::create_dir_all(dir)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("object");
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("object");
     let tmp = dir.join(format!("{name}{TEMP_MARKER}{}", crate::ids::new_uid()));
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;
@@ -93,7 +96,11 @@ impl ObjectStore for LocalStore {
         not_found_as_none(tokio::fs::read(self.path(key)).await).map(|o| o.map(Bytes::from))
     }
 
-    async fn get_range(&self, key: &ObjectKey, range: Range<u64>) -> Result<Option<Bytes>, StorageError> {
+    async fn get_range(
+        &self,
+        key: &ObjectKey,
+        range: Range<u64>,
+    ) -> Result<Option<Bytes>, StorageError> {
         let path = self.path(key);
         let read = move || -> std::io::Result<Vec<u8>> {
             let mut file = std::fs::File::open(path)?;
@@ -105,12 +112,15 @@ impl ObjectStore for LocalStore {
             file.read_exact(&mut buf)?;
             Ok(buf)
         };
-        let result = tokio::task::spawn_blocking(read).await.map_err(|e| StorageError::Io(std::io::Error::other(e)))?;
+        let result = tokio::task::spawn_blocking(read)
+            .await
+            .map_err(|e| StorageError::Io(std::io::Error::other(e)))?;
         not_found_as_none(result).map(|o| o.map(Bytes::from))
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StorageError> {
-        not_found_as_none(tokio::fs::metadata(self.path(key)).await).map(|o| o.map(|m| ObjectMeta { size: m.len() }))
+        not_found_as_none(tokio::fs::metadata(self.path(key)).await)
+            .map(|o| o.map(|m| ObjectMeta { size: m.len() }))
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
@@ -144,7 +154,9 @@ impl ObjectStore for LocalStore {
         self.put(&key, Bytes::from_static(b"ok")).await?;
         match self.get(&key).await? {
             Some(data) if data.as_ref() == b"ok" => Ok(()),
-            _ => Err(StorageError::Io(std::io::Error::other("probe object did not read back"))),
+            _ => Err(StorageError::Io(std::io::Error::other(
+                "probe object did not read back",
+            ))),
         }
     }
 
@@ -163,14 +175,29 @@ mod tests {
         let store = LocalStore::open(dir.path().to_path_buf()).unwrap();
         let a = ObjectKey::new(&["p", "a"]).unwrap();
         let b = ObjectKey::new(&["p", "sub", "b"]).unwrap();
-        store.put(&a, Bytes::from_static(b"hello world")).await.unwrap();
+        store
+            .put(&a, Bytes::from_static(b"hello world"))
+            .await
+            .unwrap();
         store.put(&b, Bytes::from_static(b"x")).await.unwrap();
-        store.put(&a, Bytes::from_static(b"HELLO WORLD")).await.unwrap();
-        assert_eq!(store.get(&a).await.unwrap().unwrap().as_ref(), b"HELLO WORLD");
-        assert_eq!(store.get_range(&a, 6..100).await.unwrap().unwrap().as_ref(), b"WORLD");
+        store
+            .put(&a, Bytes::from_static(b"HELLO WORLD"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get(&a).await.unwrap().unwrap().as_ref(),
+            b"HELLO WORLD"
+        );
+        assert_eq!(
+            store.get_range(&a, 6..100).await.unwrap().unwrap().as_ref(),
+            b"WORLD"
+        );
         assert_eq!(store.head(&a).await.unwrap(), Some(ObjectMeta { size: 11 }));
         let prefix = ObjectKey::new(&["p"]).unwrap();
-        assert_eq!(store.list(&prefix).await.unwrap(), vec![a.clone(), b.clone()]);
+        assert_eq!(
+            store.list(&prefix).await.unwrap(),
+            vec![a.clone(), b.clone()]
+        );
         assert_eq!(store.delete_prefix(&prefix).await.unwrap(), 2);
         assert_eq!(store.get(&a).await.unwrap(), None);
         store.delete(&a).await.unwrap();
@@ -182,7 +209,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path().to_path_buf()).unwrap();
         std::fs::create_dir_all(dir.path().join("p")).unwrap();
-        std::fs::write(dir.path().join("p").join(format!("x{TEMP_MARKER}123")), b"partial").unwrap();
-        assert!(store.list(&ObjectKey::new(&["p"]).unwrap()).await.unwrap().is_empty());
+        std::fs::write(
+            dir.path().join("p").join(format!("x{TEMP_MARKER}123")),
+            b"partial",
+        )
+        .unwrap();
+        assert!(store
+            .list(&ObjectKey::new(&["p"]).unwrap())
+            .await
+            .unwrap()
+            .is_empty());
     }
 }

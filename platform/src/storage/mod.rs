@@ -73,7 +73,9 @@ fn is_valid_segment(part: &str) -> bool {
         && part != "."
         && part != ".."
         && part.len() <= 255
-        && part.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-' | b'='))
+        && part
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-' | b'='))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +89,11 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn put(&self, key: &ObjectKey, data: Bytes) -> Result<(), StorageError>;
     async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, StorageError>;
     /// Bytes `range` of the object (clamped to its end); `None` if the object is missing.
-    async fn get_range(&self, key: &ObjectKey, range: Range<u64>) -> Result<Option<Bytes>, StorageError>;
+    async fn get_range(
+        &self,
+        key: &ObjectKey,
+        range: Range<u64>,
+    ) -> Result<Option<Bytes>, StorageError>;
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StorageError>;
     /// Deleting a missing object is not an error.
     async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError>;

@@ -25,30 +25,63 @@ fn s3_err(e: impl std::fmt::Display) -> StorageError {
 
 impl S3Store {
     pub async fn connect(config: &PlatformConfig, bucket: &str) -> Result<Self, StorageError> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(config.s3_region.clone()));
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(config.s3_region.clone()));
         if let (Some(id), Some(secret)) = (&config.s3_access_key_id, &config.s3_secret_access_key) {
-            loader = loader.credentials_provider(Credentials::new(id, secret, None, None, "mediaplane-config"));
+            loader = loader.credentials_provider(Credentials::new(
+                id,
+                secret,
+                None,
+                None,
+                "mediaplane-config",
+            ));
         }
         let shared = loader.load().await;
-        let mut builder = aws_sdk_s3::config::Builder::from(&shared).force_path_style(config.s3_force_path_style);
+        let mut builder =
+            aws_sdk_s3::config::Builder::from(&shared).force_path_style(config.s3_force_path_style);
         if let Some(endpoint) = &config.s3_endpoint {
             builder = builder.endpoint_url(endpoint);
         }
         let client = Client::from_conf(builder.build());
         let prefix = config.s3_prefix.trim_matches('/').to_string();
-        let store = Self { client, bucket: bucket.to_string(), prefix };
+        let store = Self {
+            client,
+            bucket: bucket.to_string(),
+            prefix,
+        };
         store.ensure_bucket().await?;
         Ok(store)
     }
 
     async fn ensure_bucket(&self) -> Result<(), StorageError> {
-        if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() {
+        if self
+            .client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
-        match self.client.create_bucket().bucket(&self.bucket).send().await {
+        match self
+            .client
+            .create_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             // Another process may have created it in between.
-            Err(e) if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() => {
+            Err(e)
+                if self
+                    .client
+                    .head_bucket()
+                    .bucket(&self.bucket)
+                    .send()
+                    .await
+                    .is_ok() =>
+            {
                 tracing::debug!(error = %aws_sdk_s3::error::DisplayErrorContext(&e), "bucket appeared concurrently");
                 Ok(())
             }
@@ -68,12 +101,22 @@ impl S3Store {
         if self.prefix.is_empty() {
             full
         } else {
-            full.strip_prefix(&self.prefix).and_then(|s| s.strip_prefix('/')).unwrap_or(full)
+            full.strip_prefix(&self.prefix)
+                .and_then(|s| s.strip_prefix('/'))
+                .unwrap_or(full)
         }
     }
 
-    async fn read(&self, key: &ObjectKey, range: Option<Range<u64>>) -> Result<Option<Bytes>, StorageError> {
-        let mut request = self.client.get_object().bucket(&self.bucket).key(self.full_key(key.as_str()));
+    async fn read(
+        &self,
+        key: &ObjectKey,
+        range: Option<Range<u64>>,
+    ) -> Result<Option<Bytes>, StorageError> {
+        let mut request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key.as_str()));
         if let Some(range) = &range {
             if range.end <= range.start {
                 return Ok(self.head(key).await?.map(|_| Bytes::new()));
@@ -118,13 +161,26 @@ impl ObjectStore for S3Store {
         self.read(key, None).await
     }
 
-    async fn get_range(&self, key: &ObjectKey, range: Range<u64>) -> Result<Option<Bytes>, StorageError> {
+    async fn get_range(
+        &self,
+        key: &ObjectKey,
+        range: Range<u64>,
+    ) -> Result<Option<Bytes>, StorageError> {
         self.read(key, Some(range)).await
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StorageError> {
-        match self.client.head_object().bucket(&self.bucket).key(self.full_key(key.as_str())).send().await {
-            Ok(output) => Ok(Some(ObjectMeta { size: output.content_length().unwrap_or(0).max(0) as u64 })),
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key.as_str()))
+            .send()
+            .await
+        {
+            Ok(output) => Ok(Some(ObjectMeta {
+                size: output.content_length().unwrap_or(0).max(0) as u64,
+            })),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             Err(e) => Err(s3_err(aws_sdk_s3::error::DisplayErrorContext(e))),
         }
