@@ -30,29 +30,49 @@ use crate::{
 #[command(next_help_heading = "Calls")]
 pub struct CallsConfig {
     /// UDP address of the one media socket every peer connection shares (port 0: any free port).
-    #[arg(long = "calls-udp-bind", env = "MEDIAPLANE_CALLS_UDP_BIND", default_value = "0.0.0.0:3480")]
+    #[arg(
+        long = "calls-udp-bind",
+        env = "MEDIAPLANE_CALLS_UDP_BIND",
+        default_value = "0.0.0.0:3480"
+    )]
     pub udp_bind: SocketAddr,
     /// IP address advertised in ICE candidates (the public IP behind NAT or in a cloud). Defaults
     /// to the bound address; required when binding a wildcard address.
     #[arg(long = "calls-public-ip", env = "MEDIAPLANE_CALLS_PUBLIC_IP")]
     pub public_ip: Option<IpAddr>,
     /// Media worker threads (shards); 0 means one per CPU core.
-    #[arg(long = "calls-workers", env = "MEDIAPLANE_CALLS_WORKERS", default_value_t = 0)]
+    #[arg(
+        long = "calls-workers",
+        env = "MEDIAPLANE_CALLS_WORKERS",
+        default_value_t = 0
+    )]
     pub workers: usize,
     /// Kernel send/receive buffer of the media socket, in bytes.
     #[arg(long = "calls-socket-buffer", env = "MEDIAPLANE_CALLS_SOCKET_BUFFER", default_value_t = 8 * 1024 * 1024)]
     pub socket_buffer: usize,
     /// Most tracks (published plus pulled) one session may hold.
-    #[arg(long = "calls-max-tracks-per-session", env = "MEDIAPLANE_CALLS_MAX_TRACKS_PER_SESSION", default_value_t = 64)]
+    #[arg(
+        long = "calls-max-tracks-per-session",
+        env = "MEDIAPLANE_CALLS_MAX_TRACKS_PER_SESSION",
+        default_value_t = 64
+    )]
     pub max_tracks_per_session: usize,
     /// Largest accepted session description, in bytes.
     #[arg(long = "calls-max-sdp-bytes", env = "MEDIAPLANE_CALLS_MAX_SDP_BYTES", default_value_t = 64 * 1024)]
     pub max_sdp_bytes: usize,
     /// Sessions API calls allowed per session per second.
-    #[arg(long = "calls-api-calls-per-second", env = "MEDIAPLANE_CALLS_API_CALLS_PER_SECOND", default_value_t = 50)]
+    #[arg(
+        long = "calls-api-calls-per-second",
+        env = "MEDIAPLANE_CALLS_API_CALLS_PER_SECOND",
+        default_value_t = 50
+    )]
     pub api_calls_per_second: u32,
     /// Seconds without media after which a track reports `inactive`.
-    #[arg(long = "calls-inactive-after-secs", env = "MEDIAPLANE_CALLS_INACTIVE_AFTER_SECS", default_value_t = 30)]
+    #[arg(
+        long = "calls-inactive-after-secs",
+        env = "MEDIAPLANE_CALLS_INACTIVE_AFTER_SECS",
+        default_value_t = 30
+    )]
     pub inactive_after_secs: u64,
 }
 
@@ -86,7 +106,11 @@ pub struct CallsService {
 
 impl CallsService {
     pub async fn start(platform: Platform, config: CallsConfig) -> Result<Self, CallsError> {
-        let workers = if config.workers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { config.workers };
+        let workers = if config.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            config.workers
+        };
         let engine = Engine::start(
             &EngineConfig {
                 bind: config.udp_bind,
@@ -101,7 +125,10 @@ impl CallsService {
         let state = ApiState {
             platform,
             engine,
-            limits: ApiLimits { max_sdp_bytes: config.max_sdp_bytes, calls_per_second: config.api_calls_per_second },
+            limits: ApiLimits {
+                max_sdp_bytes: config.max_sdp_bytes,
+                calls_per_second: config.api_calls_per_second,
+            },
             rate: Arc::new(RateLimiter::default()),
         };
         Ok(Self { state })
@@ -113,7 +140,9 @@ impl CallsService {
 
     /// The media core for other products (Stream's WHIP/WHEP and recorder).
     pub fn media(&self) -> MediaCore {
-        MediaCore { engine: self.state.engine.clone() }
+        MediaCore {
+            engine: self.state.engine.clone(),
+        }
     }
 
     /// The address of the media UDP socket.

@@ -93,7 +93,10 @@ pub struct TapPacket {
 pub enum TapEvent {
     Rtp(TapPacket),
     /// An RTCP sender report: `ntp_time` is NTP 64-bit fixed point, `rtp_time` the matching RTP time.
-    SenderReport { ntp_time: u64, rtp_time: u32 },
+    SenderReport {
+        ntp_time: u64,
+        rtp_time: u32,
+    },
     /// The track was unpublished or its peer closed; no more events follow.
     Ended,
 }
@@ -144,7 +147,9 @@ impl From<SfuError> for MediaError {
             SfuError::Limit(m) => MediaError::Limit(m),
             SfuError::NotFound("track") => MediaError::UnknownTrack,
             SfuError::NotFound(_) => MediaError::UnknownPeer,
-            SfuError::NothingPending | SfuError::AlreadyPending => MediaError::BadSdp(e.to_string()),
+            SfuError::NothingPending | SfuError::AlreadyPending => {
+                MediaError::BadSdp(e.to_string())
+            }
             SfuError::ShuttingDown => MediaError::Unavailable,
         }
     }
@@ -168,11 +173,25 @@ impl MediaCore {
     /// WHIP-style publish: a sendonly offer in, our answer (ICE-lite, `a=setup:passive`, our one
     /// UDP candidate) out. Every transceiver that sends us media with a supported codec becomes
     /// a published track.
-    pub async fn publish(&self, account_id: &str, offer_sdp: &str) -> Result<Published, MediaError> {
+    pub async fn publish(
+        &self,
+        account_id: &str,
+        offer_sdp: &str,
+    ) -> Result<Published, MediaError> {
         let key = account_key(account_id);
-        let (peer, _) = self.engine.create_peer(&key, account_id, Owner::Media, None).await?;
+        let (peer, _) = self
+            .engine
+            .create_peer(&key, account_id, Owner::Media, None)
+            .await?;
         let shard = self.engine.shard_for_key(&key);
-        let result = self.engine.call(shard, |reply| Command::Publish { peer: peer.clone(), offer: offer_sdp.to_owned(), reply }).await;
+        let result = self
+            .engine
+            .call(shard, |reply| Command::Publish {
+                peer: peer.clone(),
+                offer: offer_sdp.to_owned(),
+                reply,
+            })
+            .await;
         match result {
             Ok((answer_sdp, tracks)) => Ok(Published {
                 peer: PeerId(peer),
@@ -180,7 +199,12 @@ impl MediaCore {
                 tracks: tracks
                     .into_iter()
                     .filter_map(|t| {
-                        Some(PublishedTrack { id: TrackId(t.track_id), kind: t.kind.into(), codec: t.codec?, mid: t.mid })
+                        Some(PublishedTrack {
+                            id: TrackId(t.track_id),
+                            kind: t.kind.into(),
+                            codec: t.codec?,
+                            mid: t.mid,
+                        })
                     })
                     .collect(),
             }),
@@ -193,22 +217,42 @@ impl MediaCore {
 
     /// A copy of every RTP packet of a published track (plus sender reports, and `Ended`).
     pub fn tap(&self, track: &TrackId) -> Result<mpsc::Receiver<TapEvent>, MediaError> {
-        let shard = self.engine.directory().track(&track.0).ok_or(MediaError::UnknownTrack)?;
+        let shard = self
+            .engine
+            .directory()
+            .track(&track.0)
+            .ok_or(MediaError::UnknownTrack)?;
         let (tx, rx) = mpsc::channel(TAP_QUEUE);
-        self.engine.send(shard, Command::Tap { track: track.0.clone(), tx })?;
+        self.engine.send(
+            shard,
+            Command::Tap {
+                track: track.0.clone(),
+                tx,
+            },
+        )?;
         Ok(rx)
     }
 
     /// Asks the track's publisher for a keyframe (PLI); at most one per 500 ms reaches it.
     pub fn request_keyframe(&self, track: &TrackId) {
         if let Some(shard) = self.engine.directory().track(&track.0) {
-            let _ = self.engine.send(shard, Command::RequestKeyframe { track: track.0.clone() });
+            let _ = self.engine.send(
+                shard,
+                Command::RequestKeyframe {
+                    track: track.0.clone(),
+                },
+            );
         }
     }
 
     /// WHEP-style subscribe: a recvonly offer in; the answer sends these published tracks, each
     /// on the next offered transceiver of its kind.
-    pub async fn subscribe(&self, account_id: &str, offer_sdp: &str, tracks: &[TrackId]) -> Result<Subscribed, MediaError> {
+    pub async fn subscribe(
+        &self,
+        account_id: &str,
+        offer_sdp: &str,
+        tracks: &[TrackId],
+    ) -> Result<Subscribed, MediaError> {
         let key = account_key(account_id);
         let shard = self.engine.shard_for_key(&key);
         for t in tracks {
@@ -216,10 +260,25 @@ impl MediaCore {
                 return Err(MediaError::UnknownTrack);
             }
         }
-        let (peer, _) = self.engine.create_peer(&key, account_id, Owner::Media, None).await?;
+        let (peer, _) = self
+            .engine
+            .create_peer(&key, account_id, Owner::Media, None)
+            .await?;
         let ids = tracks.iter().map(|t| t.0.clone()).collect();
-        match self.engine.call(shard, |reply| Command::Subscribe { peer: peer.clone(), offer: offer_sdp.to_owned(), tracks: ids, reply }).await {
-            Ok(answer_sdp) => Ok(Subscribed { peer: PeerId(peer), answer_sdp }),
+        match self
+            .engine
+            .call(shard, |reply| Command::Subscribe {
+                peer: peer.clone(),
+                offer: offer_sdp.to_owned(),
+                tracks: ids,
+                reply,
+            })
+            .await
+        {
+            Ok(answer_sdp) => Ok(Subscribed {
+                peer: PeerId(peer),
+                answer_sdp,
+            }),
             Err(e) => {
                 self.close(&PeerId(peer)).await;
                 Err(e.into())
@@ -234,6 +293,12 @@ impl MediaCore {
 
     /// Closes a peer; its tracks end (taps get `Ended`). Unknown peers are ignored.
     pub async fn close(&self, peer: &PeerId) {
-        let _ = self.engine.call_peer(&peer.0, |reply| Command::ClosePeer { peer: peer.0.clone(), reply }).await;
+        let _ = self
+            .engine
+            .call_peer(&peer.0, |reply| Command::ClosePeer {
+                peer: peer.0.clone(),
+                reply,
+            })
+            .await;
     }
 }

@@ -48,7 +48,11 @@ pub fn hash_secret(secret: &str) -> String {
 
 /// Compares two equal-length hex digests without an early exit.
 pub fn digests_equal(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 fn row_to_app(row: sqlx::any::AnyRow) -> App {
@@ -65,12 +69,18 @@ fn row_to_app(row: sqlx::any::AnyRow) -> App {
 const COLUMNS: &str = "uid, account_id, name, secret_sha256, created_at, modified_at";
 
 pub async fn find_app(db: &Db, uid: &str) -> Result<Option<App>, ApiError> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM calls_apps WHERE uid = $1")).bind(uid).fetch_optional(db.pool()).await?;
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM calls_apps WHERE uid = $1"))
+        .bind(uid)
+        .fetch_optional(db.pool())
+        .await?;
     Ok(row.map(row_to_app))
 }
 
 async fn find_owned(db: &Db, account_id: &str, uid: &str) -> ApiResult<App> {
-    find_app(db, uid).await?.filter(|a| a.account_id == account_id).ok_or_else(|| ApiError::not_found("app"))
+    find_app(db, uid)
+        .await?
+        .filter(|a| a.account_id == account_id)
+        .ok_or_else(|| ApiError::not_found("app"))
 }
 
 #[derive(Deserialize)]
@@ -82,17 +92,25 @@ fn checked_name(name: Option<String>) -> ApiResult<String> {
     let name = name.unwrap_or_default();
     let trimmed = name.trim();
     if trimmed.is_empty() || trimmed.len() > MAX_NAME {
-        return Err(ApiError::bad_request(format!("name must be 1-{MAX_NAME} characters")));
+        return Err(ApiError::bad_request(format!(
+            "name must be 1-{MAX_NAME} characters"
+        )));
     }
     Ok(trimmed.to_owned())
 }
 
-pub async fn list(State(state): State<ApiState>, caller: Caller, Path(account_id): Path<String>) -> ApiResult<impl IntoResponse> {
+pub async fn list(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(account_id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     caller.require(&account_id, Scope::CallsRead)?;
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM calls_apps WHERE account_id = $1 ORDER BY created_at, uid"))
-        .bind(&account_id)
-        .fetch_all(state.platform.db.pool())
-        .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM calls_apps WHERE account_id = $1 ORDER BY created_at, uid"
+    ))
+    .bind(&account_id)
+    .fetch_all(state.platform.db.pool())
+    .await?;
     let apps: Vec<_> = rows.into_iter().map(|r| row_to_app(r).json()).collect();
     Ok(envelope(apps))
 }
@@ -119,15 +137,30 @@ pub async fn create(
         .execute(state.platform.db.pool())
         .await?;
     tracing::info!(app = %uid, account = %account_id, "calls app created");
-    let app = App { uid, account_id, name, secret_sha256: String::new(), created_at: now, modified_at: now };
+    let app = App {
+        uid,
+        account_id,
+        name,
+        secret_sha256: String::new(),
+        created_at: now,
+        modified_at: now,
+    };
     let mut result = app.json();
     result["secret"] = json!(secret);
     Ok((StatusCode::CREATED, envelope(result)))
 }
 
-pub async fn get(State(state): State<ApiState>, caller: Caller, Path((account_id, app_id)): Path<(String, String)>) -> ApiResult<impl IntoResponse> {
+pub async fn get(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((account_id, app_id)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
     caller.require(&account_id, Scope::CallsRead)?;
-    Ok(envelope(find_owned(&state.platform.db, &account_id, &app_id).await?.json()))
+    Ok(envelope(
+        find_owned(&state.platform.db, &account_id, &app_id)
+            .await?
+            .json(),
+    ))
 }
 
 pub async fn update(
@@ -141,22 +174,32 @@ pub async fn update(
     let name = checked_name(body.name)?;
     let mut app = find_owned(&state.platform.db, &account_id, &app_id).await?;
     let now = now_ms();
-    sqlx::query("UPDATE calls_apps SET name = $1, modified_at = $2 WHERE uid = $3 AND account_id = $4")
-        .bind(&name)
-        .bind(now)
-        .bind(&app_id)
-        .bind(&account_id)
-        .execute(state.platform.db.pool())
-        .await?;
+    sqlx::query(
+        "UPDATE calls_apps SET name = $1, modified_at = $2 WHERE uid = $3 AND account_id = $4",
+    )
+    .bind(&name)
+    .bind(now)
+    .bind(&app_id)
+    .bind(&account_id)
+    .execute(state.platform.db.pool())
+    .await?;
     app.name = name;
     app.modified_at = now;
     Ok(envelope(app.json()))
 }
 
-pub async fn delete(State(state): State<ApiState>, caller: Caller, Path((account_id, app_id)): Path<(String, String)>) -> ApiResult<impl IntoResponse> {
+pub async fn delete(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((account_id, app_id)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
     caller.require(&account_id, Scope::CallsWrite)?;
     let app = find_owned(&state.platform.db, &account_id, &app_id).await?;
-    sqlx::query("DELETE FROM calls_apps WHERE uid = $1 AND account_id = $2").bind(&app.uid).bind(&account_id).execute(state.platform.db.pool()).await?;
+    sqlx::query("DELETE FROM calls_apps WHERE uid = $1 AND account_id = $2")
+        .bind(&app.uid)
+        .bind(&account_id)
+        .execute(state.platform.db.pool())
+        .await?;
     tracing::info!(app = %app.uid, "calls app deleted");
     Ok(envelope(json!({ "uid": app.uid })))
 }

@@ -14,20 +14,40 @@ use crate::sfu::types::SfuError;
 pub struct SessionApiError(pub ApiError, pub &'static str);
 
 impl SessionApiError {
-    pub fn new(status: StatusCode, code: u32, error: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: u32,
+        error: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         Self(ApiError::new(status, code, error, message.into()), error)
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, 31400, "invalid_request", message)
     }
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, 31401, "invalid_app_secret", "the app id or its secret is wrong")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            31401,
+            "invalid_app_secret",
+            "the app id or its secret is wrong",
+        )
     }
     pub fn sdp_too_large(max: usize) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, 31413, "sdp_too_large", format!("session descriptions may be at most {max} bytes"))
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            31413,
+            "sdp_too_large",
+            format!("session descriptions may be at most {max} bytes"),
+        )
     }
     pub fn rate_limited() -> Self {
-        Self::new(StatusCode::TOO_MANY_REQUESTS, 31429, "rate_limited", "too many API calls for this session; slow down")
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            31429,
+            "rate_limited",
+            "too many API calls for this session; slow down",
+        )
     }
 }
 
@@ -35,14 +55,40 @@ impl From<SfuError> for SessionApiError {
     fn from(e: SfuError) -> Self {
         let message = e.to_string();
         match e {
-            SfuError::BadSdp(_) => Self::new(StatusCode::BAD_REQUEST, 31001, "invalid_sdp", message),
-            SfuError::NoCodec => Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, 31015, "no_supported_codec", message),
-            SfuError::NotFound("session") => Self::new(StatusCode::NOT_FOUND, 31404, "session_not_found", message),
+            SfuError::BadSdp(_) => {
+                Self::new(StatusCode::BAD_REQUEST, 31001, "invalid_sdp", message)
+            }
+            SfuError::NoCodec => Self::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                31015,
+                "no_supported_codec",
+                message,
+            ),
+            SfuError::NotFound("session") => {
+                Self::new(StatusCode::NOT_FOUND, 31404, "session_not_found", message)
+            }
             SfuError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, 31405, "not_found", message),
-            SfuError::NothingPending => Self::new(StatusCode::CONFLICT, 31409, "no_pending_offer", message),
-            SfuError::AlreadyPending => Self::new(StatusCode::CONFLICT, 31410, "renegotiation_pending", message),
-            SfuError::Limit(_) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, 31414, "limit_exceeded", message),
-            SfuError::ShuttingDown => Self::new(StatusCode::SERVICE_UNAVAILABLE, 31503, "unavailable", message),
+            SfuError::NothingPending => {
+                Self::new(StatusCode::CONFLICT, 31409, "no_pending_offer", message)
+            }
+            SfuError::AlreadyPending => Self::new(
+                StatusCode::CONFLICT,
+                31410,
+                "renegotiation_pending",
+                message,
+            ),
+            SfuError::Limit(_) => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                31414,
+                "limit_exceeded",
+                message,
+            ),
+            SfuError::ShuttingDown => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                31503,
+                "unavailable",
+                message,
+            ),
         }
     }
 }

@@ -65,17 +65,47 @@ impl RateLimiter {
 
 pub fn router(state: ApiState) -> Router {
     let account_routes = Router::new()
-        .route("/client/v4/accounts/{account_id}/calls/apps", get(apps::list).post(apps::create))
-        .route("/client/v4/accounts/{account_id}/calls/apps/{app_id}", get(apps::get).put(apps::update).delete(apps::delete));
+        .route(
+            "/client/v4/accounts/{account_id}/calls/apps",
+            get(apps::list).post(apps::create),
+        )
+        .route(
+            "/client/v4/accounts/{account_id}/calls/apps/{app_id}",
+            get(apps::get).put(apps::update).delete(apps::delete),
+        );
     let session_routes = Router::new()
-        .route("/v1/apps/{app_id}/sessions/new", post(sessions::new_session))
-        .route("/v1/apps/{app_id}/sessions/{session_id}", get(sessions::get_session))
-        .route("/v1/apps/{app_id}/sessions/{session_id}/tracks/new", post(sessions::new_tracks))
-        .route("/v1/apps/{app_id}/sessions/{session_id}/renegotiate", put(sessions::renegotiate))
-        .route("/v1/apps/{app_id}/sessions/{session_id}/tracks/close", put(sessions::close_tracks))
-        .route("/v1/apps/{app_id}/sessions/{session_id}/tracks/update", put(sessions::update_tracks))
-        .route("/v1/apps/{app_id}/sessions/{session_id}/datachannels/new", post(sessions::new_datachannels))
-        .route("/v1/apps/{app_id}/sessions/{session_id}/stats", get(sessions::session_stats))
+        .route(
+            "/v1/apps/{app_id}/sessions/new",
+            post(sessions::new_session),
+        )
+        .route(
+            "/v1/apps/{app_id}/sessions/{session_id}",
+            get(sessions::get_session),
+        )
+        .route(
+            "/v1/apps/{app_id}/sessions/{session_id}/tracks/new",
+            post(sessions::new_tracks),
+        )
+        .route(
+            "/v1/apps/{app_id}/sessions/{session_id}/renegotiate",
+            put(sessions::renegotiate),
+        )
+        .route(
+            "/v1/apps/{app_id}/sessions/{session_id}/tracks/close",
+            put(sessions::close_tracks),
+        )
+        .route(
+            "/v1/apps/{app_id}/sessions/{session_id}/tracks/update",
+            put(sessions::update_tracks),
+        )
+        .route(
+            "/v1/apps/{app_id}/sessions/{session_id}/datachannels/new",
+            post(sessions::new_datachannels),
+        )
+        .route(
+            "/v1/apps/{app_id}/sessions/{session_id}/stats",
+            get(sessions::session_stats),
+        )
         .route("/calls/demo", get(demo::page));
     account_routes.merge(session_routes).with_state(state)
 }

@@ -17,7 +17,9 @@ use super::{
     errors::SessionApiError,
     ApiState,
 };
-use crate::sfu::types::{ChannelRequest, Command, NegotiationOutcome, Owner, PullRequest, PushRequest, SdpKind};
+use crate::sfu::types::{
+    ChannelRequest, Command, NegotiationOutcome, Owner, PullRequest, PushRequest, SdpKind,
+};
 
 type Result<T> = std::result::Result<T, SessionApiError>;
 type JsonBody<T> = std::result::Result<Json<T>, axum::extract::rejection::JsonRejection>;
@@ -37,7 +39,9 @@ async fn authenticate(state: &ApiState, headers: &HeaderMap, app_id: &str) -> Re
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim())
         .ok_or_else(SessionApiError::unauthorized)?;
-    let app = find_app(&state.platform.db, app_id).await?.ok_or_else(SessionApiError::unauthorized)?;
+    let app = find_app(&state.platform.db, app_id)
+        .await?
+        .ok_or_else(SessionApiError::unauthorized)?;
     if !digests_equal(&hash_secret(token), &app.secret_sha256) {
         return Err(SessionApiError::unauthorized());
     }
@@ -45,13 +49,29 @@ async fn authenticate(state: &ApiState, headers: &HeaderMap, app_id: &str) -> Re
 }
 
 /// Authenticates, checks the session belongs to the app and applies the per-session rate limit.
-async fn session_guard(state: &ApiState, headers: &HeaderMap, app_id: &str, session_id: &str) -> Result<App> {
+async fn session_guard(
+    state: &ApiState,
+    headers: &HeaderMap,
+    app_id: &str,
+    session_id: &str,
+) -> Result<App> {
     let app = authenticate(state, headers, app_id).await?;
-    let entry = state.engine.peer(session_id).filter(|e| e.owner == Owner::App(app.uid.clone()));
+    let entry = state
+        .engine
+        .peer(session_id)
+        .filter(|e| e.owner == Owner::App(app.uid.clone()));
     if entry.is_none() {
-        return Err(SessionApiError::new(StatusCode::NOT_FOUND, 31404, "session_not_found", "session not found"));
+        return Err(SessionApiError::new(
+            StatusCode::NOT_FOUND,
+            31404,
+            "session_not_found",
+            "session not found",
+        ));
     }
-    if !state.rate.allow(session_id, state.limits.calls_per_second, Instant::now()) {
+    if !state
+        .rate
+        .allow(session_id, state.limits.calls_per_second, Instant::now())
+    {
         return Err(SessionApiError::rate_limited());
     }
     Ok(app)
@@ -62,7 +82,9 @@ fn check_sdp(state: &ApiState, desc: &SessionDescription, want: &str) -> Result<
         return Err(SessionApiError::sdp_too_large(state.limits.max_sdp_bytes));
     }
     if desc.kind != want {
-        return Err(SessionApiError::bad_request(format!("sessionDescription.type must be {want:?} here")));
+        return Err(SessionApiError::bad_request(format!(
+            "sessionDescription.type must be {want:?} here"
+        )));
     }
     Ok(())
 }
@@ -86,13 +108,19 @@ pub struct NewSessionBody {
     session_description: Option<SessionDescription>,
 }
 
-pub async fn new_session(State(state): State<ApiState>, Path(app_id): Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> Result<impl IntoResponse> {
+pub async fn new_session(
+    State(state): State<ApiState>,
+    Path(app_id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse> {
     let app = authenticate(&state, &headers, &app_id).await?;
     // The body is optional: an empty one creates a session without an offer.
     let body: NewSessionBody = if body.iter().all(u8::is_ascii_whitespace) {
         NewSessionBody::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| SessionApiError::bad_request(format!("invalid JSON body: {e}")))?
+        serde_json::from_slice(&body)
+            .map_err(|e| SessionApiError::bad_request(format!("invalid JSON body: {e}")))?
     };
     let offer = match body.session_description {
         Some(desc) => {
@@ -101,7 +129,15 @@ pub async fn new_session(State(state): State<ApiState>, Path(app_id): Path<Strin
         }
         None => None,
     };
-    let (session_id, answer) = state.engine.create_peer(&app.uid, &app.account_id, Owner::App(app.uid.clone()), offer).await?;
+    let (session_id, answer) = state
+        .engine
+        .create_peer(
+            &app.uid,
+            &app.account_id,
+            Owner::App(app.uid.clone()),
+            offer,
+        )
+        .await?;
     tracing::info!(app = %app.uid, session = %session_id, "session created");
     let mut result = json!({ "sessionId": session_id });
     if let Some(answer) = answer {
@@ -137,33 +173,65 @@ pub async fn new_tracks(
     session_guard(&state, &headers, &app_id, &session_id).await?;
     let Json(body) = body?;
     if body.tracks.is_empty() {
-        return Err(SessionApiError::bad_request("tracks must name at least one track"));
+        return Err(SessionApiError::bad_request(
+            "tracks must name at least one track",
+        ));
     }
     let mut push = Vec::new();
     let mut pull = Vec::new();
     for t in body.tracks {
-        let name = t.track_name.filter(|n| !n.is_empty()).ok_or_else(|| SessionApiError::bad_request("every track needs a trackName"))?;
+        let name = t
+            .track_name
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| SessionApiError::bad_request("every track needs a trackName"))?;
         match t.location.as_deref() {
             Some("local") => push.push(PushRequest { name, mid: t.mid }),
             Some("remote") => {
-                let session = t.session_id.ok_or_else(|| SessionApiError::bad_request("a remote track needs the sessionId that publishes it"))?;
+                let session = t.session_id.ok_or_else(|| {
+                    SessionApiError::bad_request(
+                        "a remote track needs the sessionId that publishes it",
+                    )
+                })?;
                 pull.push(PullRequest { session, name });
             }
-            _ => return Err(SessionApiError::bad_request("track location must be \"local\" or \"remote\"")),
+            _ => {
+                return Err(SessionApiError::bad_request(
+                    "track location must be \"local\" or \"remote\"",
+                ))
+            }
         }
     }
     if !push.is_empty() && !pull.is_empty() {
-        return Err(SessionApiError::bad_request("push local tracks and pull remote tracks in separate requests"));
+        return Err(SessionApiError::bad_request(
+            "push local tracks and pull remote tracks in separate requests",
+        ));
     }
     let outcome = if !push.is_empty() {
-        let desc = body.session_description.ok_or_else(|| SessionApiError::bad_request("pushing local tracks needs an offer (sessionDescription)"))?;
+        let desc = body.session_description.ok_or_else(|| {
+            SessionApiError::bad_request("pushing local tracks needs an offer (sessionDescription)")
+        })?;
         check_sdp(&state, &desc, "offer")?;
-        state.engine.call_peer(&session_id, |reply| Command::PushTracks { peer: session_id.clone(), offer: desc.sdp, tracks: push, reply }).await?
+        state
+            .engine
+            .call_peer(&session_id, |reply| Command::PushTracks {
+                peer: session_id.clone(),
+                offer: desc.sdp,
+                tracks: push,
+                reply,
+            })
+            .await?
     } else {
         if body.session_description.is_some() {
             return Err(SessionApiError::bad_request("pulling remote tracks takes no offer: the SFU sends one, answer it with renegotiate"));
         }
-        state.engine.call_peer(&session_id, |reply| Command::PullTracks { peer: session_id.clone(), tracks: pull, reply }).await?
+        state
+            .engine
+            .call_peer(&session_id, |reply| Command::PullTracks {
+                peer: session_id.clone(),
+                tracks: pull,
+                reply,
+            })
+            .await?
     };
     Ok(Json(outcome_json(outcome)))
 }
@@ -188,18 +256,32 @@ pub async fn renegotiate(
     }
     match desc.kind.as_str() {
         "answer" => {
-            state.engine.call_peer(&session_id, |reply| Command::Renegotiate { peer: session_id.clone(), answer: desc.sdp, reply }).await?;
+            state
+                .engine
+                .call_peer(&session_id, |reply| Command::Renegotiate {
+                    peer: session_id.clone(),
+                    answer: desc.sdp,
+                    reply,
+                })
+                .await?;
             Ok(Json(json!({})))
         }
         // A client-initiated renegotiation (e.g. a transceiver changed direction).
         "offer" => {
             let outcome = state
                 .engine
-                .call_peer(&session_id, |reply| Command::PushTracks { peer: session_id.clone(), offer: desc.sdp, tracks: Vec::new(), reply })
+                .call_peer(&session_id, |reply| Command::PushTracks {
+                    peer: session_id.clone(),
+                    offer: desc.sdp,
+                    tracks: Vec::new(),
+                    reply,
+                })
                 .await?;
             Ok(Json(outcome_json(outcome)))
         }
-        _ => Err(SessionApiError::bad_request("sessionDescription.type must be \"answer\" or \"offer\"")),
+        _ => Err(SessionApiError::bad_request(
+            "sessionDescription.type must be \"answer\" or \"offer\"",
+        )),
     }
 }
 
@@ -226,9 +308,18 @@ pub async fn close_tracks(
 ) -> Result<impl IntoResponse> {
     session_guard(&state, &headers, &app_id, &session_id).await?;
     let Json(body) = body?;
-    let mids = body.tracks.into_iter().map(|t| t.mid.ok_or_else(|| SessionApiError::bad_request("every track to close needs its mid"))).collect::<Result<Vec<_>>>()?;
+    let mids = body
+        .tracks
+        .into_iter()
+        .map(|t| {
+            t.mid
+                .ok_or_else(|| SessionApiError::bad_request("every track to close needs its mid"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     if mids.is_empty() {
-        return Err(SessionApiError::bad_request("tracks must name at least one mid"));
+        return Err(SessionApiError::bad_request(
+            "tracks must name at least one mid",
+        ));
     }
     let offer = match body.session_description {
         Some(desc) if !body.force => {
@@ -238,7 +329,16 @@ pub async fn close_tracks(
         _ => None,
     };
     let force = body.force;
-    let outcome = state.engine.call_peer(&session_id, |reply| Command::CloseTracks { peer: session_id.clone(), mids, offer, force, reply }).await?;
+    let outcome = state
+        .engine
+        .call_peer(&session_id, |reply| Command::CloseTracks {
+            peer: session_id.clone(),
+            mids,
+            offer,
+            force,
+            reply,
+        })
+        .await?;
     Ok(Json(outcome_json(outcome)))
 }
 
@@ -259,29 +359,64 @@ pub async fn update_tracks(
     let mut updates = Vec::new();
     for t in body.tracks {
         if t.location.as_deref().is_some_and(|l| l != "remote") {
-            return Err(SessionApiError::bad_request("only remote tracks can be updated"));
+            return Err(SessionApiError::bad_request(
+                "only remote tracks can be updated",
+            ));
         }
         let (Some(mid), Some(session), Some(name)) = (t.mid, t.session_id, t.track_name) else {
-            return Err(SessionApiError::bad_request("every update needs mid, sessionId and trackName"));
+            return Err(SessionApiError::bad_request(
+                "every update needs mid, sessionId and trackName",
+            ));
         };
         updates.push((mid, PullRequest { session, name }));
     }
     if updates.is_empty() {
-        return Err(SessionApiError::bad_request("tracks must name at least one update"));
+        return Err(SessionApiError::bad_request(
+            "tracks must name at least one update",
+        ));
     }
-    let tracks = state.engine.call_peer(&session_id, |reply| Command::UpdateTracks { peer: session_id.clone(), updates, reply }).await?;
-    Ok(Json(json!({ "requiresImmediateRenegotiation": false, "tracks": tracks })))
+    let tracks = state
+        .engine
+        .call_peer(&session_id, |reply| Command::UpdateTracks {
+            peer: session_id.clone(),
+            updates,
+            reply,
+        })
+        .await?;
+    Ok(Json(
+        json!({ "requiresImmediateRenegotiation": false, "tracks": tracks }),
+    ))
 }
 
-pub async fn get_session(State(state): State<ApiState>, Path((app_id, session_id)): Path<(String, String)>, headers: HeaderMap) -> Result<impl IntoResponse> {
+pub async fn get_session(
+    State(state): State<ApiState>,
+    Path((app_id, session_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse> {
     session_guard(&state, &headers, &app_id, &session_id).await?;
-    let status = state.engine.call_peer(&session_id, |reply| Command::Status { peer: session_id.clone(), reply }).await?;
+    let status = state
+        .engine
+        .call_peer(&session_id, |reply| Command::Status {
+            peer: session_id.clone(),
+            reply,
+        })
+        .await?;
     Ok(Json(status))
 }
 
-pub async fn session_stats(State(state): State<ApiState>, Path((app_id, session_id)): Path<(String, String)>, headers: HeaderMap) -> Result<impl IntoResponse> {
+pub async fn session_stats(
+    State(state): State<ApiState>,
+    Path((app_id, session_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse> {
     session_guard(&state, &headers, &app_id, &session_id).await?;
-    let stats = state.engine.call_peer(&session_id, |reply| Command::Stats { peer: session_id.clone(), reply }).await?;
+    let stats = state
+        .engine
+        .call_peer(&session_id, |reply| Command::Stats {
+            peer: session_id.clone(),
+            reply,
+        })
+        .await?;
     Ok(Json(stats))
 }
 
@@ -310,17 +445,42 @@ pub async fn new_datachannels(
     let Json(body) = body?;
     let mut channels = Vec::new();
     for c in body.data_channels {
-        let name = c.name.filter(|n| !n.is_empty() && n.len() <= 256).ok_or_else(|| SessionApiError::bad_request("every data channel needs a dataChannelName (1-256 bytes)"))?;
+        let name = c
+            .name
+            .filter(|n| !n.is_empty() && n.len() <= 256)
+            .ok_or_else(|| {
+                SessionApiError::bad_request(
+                    "every data channel needs a dataChannelName (1-256 bytes)",
+                )
+            })?;
         let remote_session = match c.location.as_deref() {
             Some("local") => None,
-            Some("remote") => Some(c.session_id.ok_or_else(|| SessionApiError::bad_request("a remote data channel needs the publishing sessionId"))?),
-            _ => return Err(SessionApiError::bad_request("data channel location must be \"local\" or \"remote\"")),
+            Some("remote") => Some(c.session_id.ok_or_else(|| {
+                SessionApiError::bad_request("a remote data channel needs the publishing sessionId")
+            })?),
+            _ => {
+                return Err(SessionApiError::bad_request(
+                    "data channel location must be \"local\" or \"remote\"",
+                ))
+            }
         };
-        channels.push(ChannelRequest { name, remote_session });
+        channels.push(ChannelRequest {
+            name,
+            remote_session,
+        });
     }
     if channels.is_empty() {
-        return Err(SessionApiError::bad_request("dataChannels must name at least one channel"));
+        return Err(SessionApiError::bad_request(
+            "dataChannels must name at least one channel",
+        ));
     }
-    let opened = state.engine.call_peer(&session_id, |reply| Command::OpenChannels { peer: session_id.clone(), channels, reply }).await?;
+    let opened = state
+        .engine
+        .call_peer(&session_id, |reply| Command::OpenChannels {
+            peer: session_id.clone(),
+            channels,
+            reply,
+        })
+        .await?;
     Ok(Json(json!({ "dataChannels": opened })))
 }

@@ -47,7 +47,8 @@ pub struct Engine {
 
 impl Engine {
     pub fn start(config: &EngineConfig, meter: Meter) -> std::io::Result<Self> {
-        let socket: Arc<UdpSocket> = Arc::new(net::bind_socket(config.bind, config.socket_buffer_bytes)?);
+        let socket: Arc<UdpSocket> =
+            Arc::new(net::bind_socket(config.bind, config.socket_buffer_bytes)?);
         let local_addr = socket.local_addr()?;
         let ip = config.public_ip.unwrap_or_else(|| local_addr.ip());
         if ip.is_unspecified() {
@@ -73,13 +74,39 @@ impl Engine {
                 inactive_after: config.inactive_after,
                 keyframe_interval: Duration::from_millis(500),
             };
-            let shard = Shard::new(index, shard_config, cert.clone(), routes.clone(), directory.clone());
-            threads.push(net::spawn_shard(shard, rx, socket.clone(), candidate_addr, meter.clone(), index)?);
+            let shard = Shard::new(
+                index,
+                shard_config,
+                cert.clone(),
+                routes.clone(),
+                directory.clone(),
+            );
+            threads.push(net::spawn_shard(
+                shard,
+                rx,
+                socket.clone(),
+                candidate_addr,
+                meter.clone(),
+                index,
+            )?);
             senders.push(tx);
         }
-        threads.push(net::spawn_receiver(socket, routes, senders.clone(), stop.clone())?);
+        threads.push(net::spawn_receiver(
+            socket,
+            routes,
+            senders.clone(),
+            stop.clone(),
+        )?);
         tracing::info!(%local_addr, %candidate_addr, workers, "calls media engine started");
-        Ok(Self { inner: Arc::new(Inner { shards: senders, directory, local_addr, stop, threads: Mutex::new(threads) }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                shards: senders,
+                directory,
+                local_addr,
+                stop,
+                threads: Mutex::new(threads),
+            }),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -102,35 +129,63 @@ impl Engine {
     }
 
     pub fn send(&self, shard: usize, command: Command) -> Result<(), SfuError> {
-        self.inner.shards.get(shard).ok_or(SfuError::ShuttingDown)?.send(ShardInput::Command(command)).map_err(|_| SfuError::ShuttingDown)
+        self.inner
+            .shards
+            .get(shard)
+            .ok_or(SfuError::ShuttingDown)?
+            .send(ShardInput::Command(command))
+            .map_err(|_| SfuError::ShuttingDown)
     }
 
     /// Sends a command built around a reply channel and waits for the answer.
-    pub async fn call<T>(&self, shard: usize, build: impl FnOnce(oneshot::Sender<Result<T, SfuError>>) -> Command) -> Result<T, SfuError> {
+    pub async fn call<T>(
+        &self,
+        shard: usize,
+        build: impl FnOnce(oneshot::Sender<Result<T, SfuError>>) -> Command,
+    ) -> Result<T, SfuError> {
         let (tx, rx) = oneshot::channel();
         self.send(shard, build(tx))?;
         rx.await.map_err(|_| SfuError::ShuttingDown)?
     }
 
     /// Creates a peer on the shard of `shard_key`, optionally answering `offer`.
-    pub async fn create_peer(&self, shard_key: &str, account: &str, owner: Owner, offer: Option<String>) -> Result<(String, Option<String>), SfuError> {
+    pub async fn create_peer(
+        &self,
+        shard_key: &str,
+        account: &str,
+        owner: Owner,
+        offer: Option<String>,
+    ) -> Result<(String, Option<String>), SfuError> {
         let id = platform::ids::new_uid();
         let shard = self.shard_for_key(shard_key);
         let (state, _) = watch::channel(PeerState::Connecting);
         let answer = self
-            .call(shard, |reply| Command::CreatePeer { peer: id.clone(), account: account.to_owned(), owner, offer, state, reply })
+            .call(shard, |reply| Command::CreatePeer {
+                peer: id.clone(),
+                account: account.to_owned(),
+                owner,
+                offer,
+                state,
+                reply,
+            })
             .await?;
         Ok((id, answer))
     }
 
     /// Sends a command to the shard of an existing peer.
-    pub async fn call_peer<T>(&self, peer: &str, build: impl FnOnce(oneshot::Sender<Result<T, SfuError>>) -> Command) -> Result<T, SfuError> {
+    pub async fn call_peer<T>(
+        &self,
+        peer: &str,
+        build: impl FnOnce(oneshot::Sender<Result<T, SfuError>>) -> Command,
+    ) -> Result<T, SfuError> {
         let entry = self.peer(peer).ok_or(SfuError::NotFound("session"))?;
         self.call(entry.shard, build).await
     }
 
     pub fn shutdown(&self) {
-        self.inner.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.inner
+            .stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -48,29 +48,41 @@ pub fn spawn_receiver(
     shards: Vec<std_mpsc::Sender<ShardInput>>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name("calls-udp-rx".into()).spawn(move || {
-        let mut buf = vec![0u8; 2048];
-        while !stop.load(Ordering::Relaxed) {
-            let (n, source) = match socket.recv_from(&mut buf) {
-                Ok(r) => r,
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
-                Err(e) => {
-                    // ICMP errors from a gone peer surface here on some systems; keep serving.
-                    tracing::debug!(error = %e, "udp recv error");
+    std::thread::Builder::new()
+        .name("calls-udp-rx".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 2048];
+            while !stop.load(Ordering::Relaxed) {
+                let (n, source) = match socket.recv_from(&mut buf) {
+                    Ok(r) => r,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        continue
+                    }
+                    Err(e) => {
+                        // ICMP errors from a gone peer surface here on some systems; keep serving.
+                        tracing::debug!(error = %e, "udp recv error");
+                        continue;
+                    }
+                };
+                metrics::counter!("calls_ingress_datagrams_total").increment(1);
+                let data = &buf[..n];
+                let Some(shard) = routes.shard_for(source, data) else {
+                    metrics::counter!("calls_unrouted_datagrams_total").increment(1);
                     continue;
+                };
+                if let Some(tx) = shards.get(shard) {
+                    let _ = tx.send(ShardInput::Datagram {
+                        source,
+                        data: data.to_vec(),
+                    });
                 }
-            };
-            metrics::counter!("calls_ingress_datagrams_total").increment(1);
-            let data = &buf[..n];
-            let Some(shard) = routes.shard_for(source, data) else {
-                metrics::counter!("calls_unrouted_datagrams_total").increment(1);
-                continue;
-            };
-            if let Some(tx) = shards.get(shard) {
-                let _ = tx.send(ShardInput::Datagram { source, data: data.to_vec() });
             }
-        }
-    })
+        })
 }
 
 pub fn spawn_shard(
@@ -81,50 +93,61 @@ pub fn spawn_shard(
     meter: Meter,
     index: usize,
 ) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name(format!("calls-shard-{index}")).spawn(move || {
-        let mut last_flush = Instant::now();
-        loop {
-            let now = Instant::now();
-            let wait = shard.poll_timeout().map_or(Duration::from_millis(100), |t| t.saturating_duration_since(now)).min(Duration::from_millis(100));
-            match inbox.recv_timeout(wait) {
-                Ok(input) => {
-                    handle(&mut shard, input, local_addr);
-                    // Batch whatever else is already queued before timers and sends.
-                    while let Ok(input) = inbox.try_recv() {
+    std::thread::Builder::new()
+        .name(format!("calls-shard-{index}"))
+        .spawn(move || {
+            let mut last_flush = Instant::now();
+            loop {
+                let now = Instant::now();
+                let wait = shard
+                    .poll_timeout()
+                    .map_or(Duration::from_millis(100), |t| {
+                        t.saturating_duration_since(now)
+                    })
+                    .min(Duration::from_millis(100));
+                match inbox.recv_timeout(wait) {
+                    Ok(input) => {
                         handle(&mut shard, input, local_addr);
+                        // Batch whatever else is already queued before timers and sends.
+                        while let Ok(input) = inbox.try_recv() {
+                            handle(&mut shard, input, local_addr);
+                        }
+                    }
+                    Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+                let now = Instant::now();
+                if shard.poll_timeout().is_some_and(|t| t <= now) {
+                    shard.handle_timeout(now);
+                }
+                for (dest, bytes) in shard.take_transmits() {
+                    if let Err(e) = socket.send_to(&bytes, dest) {
+                        tracing::debug!(error = %e, %dest, "udp send failed");
                     }
                 }
-                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-            let now = Instant::now();
-            if shard.poll_timeout().is_some_and(|t| t <= now) {
-                shard.handle_timeout(now);
-            }
-            for (dest, bytes) in shard.take_transmits() {
-                if let Err(e) = socket.send_to(&bytes, dest) {
-                    tracing::debug!(error = %e, %dest, "udp send failed");
+                if now.saturating_duration_since(last_flush) >= USAGE_FLUSH {
+                    last_flush = now;
+                    for (account, bytes) in shard.take_usage() {
+                        meter.record(&account, Metric::CallsEgressBytes, bytes as f64);
+                    }
+                    metrics::counter!("calls_forwarded_packets_total")
+                        .increment(shard.take_forwarded());
+                    metrics::gauge!("calls_peers", "shard" => index.to_string())
+                        .set(shard.peer_count() as f64);
                 }
             }
-            if now.saturating_duration_since(last_flush) >= USAGE_FLUSH {
-                last_flush = now;
-                for (account, bytes) in shard.take_usage() {
-                    meter.record(&account, Metric::CallsEgressBytes, bytes as f64);
-                }
-                metrics::counter!("calls_forwarded_packets_total").increment(shard.take_forwarded());
-                metrics::gauge!("calls_peers", "shard" => index.to_string()).set(shard.peer_count() as f64);
+            for (account, bytes) in shard.take_usage() {
+                meter.record(&account, Metric::CallsEgressBytes, bytes as f64);
             }
-        }
-        for (account, bytes) in shard.take_usage() {
-            meter.record(&account, Metric::CallsEgressBytes, bytes as f64);
-        }
-    })
+        })
 }
 
 fn handle(shard: &mut Shard, input: ShardInput, local_addr: SocketAddr) {
     let now = Instant::now();
     match input {
-        ShardInput::Datagram { source, data } => shard.handle_datagram(now, source, local_addr, &data),
+        ShardInput::Datagram { source, data } => {
+            shard.handle_datagram(now, source, local_addr, &data)
+        }
         ShardInput::Command(c) => shard.handle_command(now, c),
     }
 }

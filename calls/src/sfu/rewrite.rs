@@ -35,7 +35,13 @@ impl Rewriter {
 
     /// Maps one incoming packet to its outgoing (extended sequence number, timestamp).
     /// `None` for a packet older than the current source's first forwarded packet.
-    pub fn rewrite(&mut self, in_seq: u64, in_ts: u32, now: Instant, clock_rate: u32) -> Option<(u64, u32)> {
+    pub fn rewrite(
+        &mut self,
+        in_seq: u64,
+        in_ts: u32,
+        now: Instant,
+        clock_rate: u32,
+    ) -> Option<(u64, u32)> {
         let offset = match self.seq_offset {
             Some(offset) => offset,
             None => {

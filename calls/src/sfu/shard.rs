@@ -87,7 +87,6 @@ struct Peer {
     pending: Option<SdpPendingOffer>,
     published: HashMap<Mid, String>,
     legs: HashMap<Mid, Leg>,
-    added_media: Vec<(Mid, Kind, Direction)>,
     channels: Vec<ChannelEntry>,
     next_sctp_id: u16,
     timeout: Instant,
@@ -102,7 +101,7 @@ impl Peer {
 }
 
 enum Work {
-    Rtp(String, RtpPacket),
+    Rtp(String, Box<RtpPacket>),
     Keyframe(String, Mid, KeyframeRequestKind),
     Channel(String, ChannelId, bool, Vec<u8>),
     SenderReport(String, Mid, u64, u32),
@@ -143,11 +142,21 @@ pub fn codec_of(params: &PayloadParams) -> Codec {
         other => other.to_string().to_uppercase(),
     };
     let fmtp = spec.format.to_string();
-    Codec { name, clock_rate: spec.clock_rate.get(), fmtp: (!fmtp.is_empty()).then_some(fmtp) }
+    Codec {
+        name,
+        clock_rate: spec.clock_rate.get(),
+        fmtp: (!fmtp.is_empty()).then_some(fmtp),
+    }
 }
 
 impl Shard {
-    pub fn new(index: usize, config: ShardConfig, cert: DtlsCert, routes: Arc<Routes>, directory: Arc<Directory>) -> Self {
+    pub fn new(
+        index: usize,
+        config: ShardConfig,
+        cert: DtlsCert,
+        routes: Arc<Routes>,
+        directory: Arc<Directory>,
+    ) -> Self {
         Self {
             index,
             config,
@@ -189,7 +198,12 @@ impl Shard {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<String> = self.peers.iter().filter(|(_, p)| p.timeout <= now).map(|(id, _)| id.clone()).collect();
+        let due: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.timeout <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in &due {
             if let Some(peer) = self.peers.get_mut(id) {
                 if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
@@ -200,10 +214,29 @@ impl Shard {
         self.run(now, due);
     }
 
-    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, data: &[u8]) {
-        let Ok(contents) = data.try_into() else { return };
-        let input = Input::Receive(now, Receive { proto: Protocol::Udp, source, destination, contents });
-        let cached = self.addr_cache.get(&source).filter(|id| self.peers.get(*id).is_some_and(|p| p.rtc.accepts(&input)));
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
+        let Ok(contents) = data.try_into() else {
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        );
+        let cached = self
+            .addr_cache
+            .get(&source)
+            .filter(|id| self.peers.get(*id).is_some_and(|p| p.rtc.accepts(&input)));
         let owner = match cached {
             Some(id) => id.clone(),
             None => match self.peers.iter().find(|(_, p)| p.rtc.accepts(&input)) {
@@ -211,7 +244,9 @@ impl Shard {
                 None => return,
             },
         };
-        let Some(peer) = self.peers.get_mut(&owner) else { return };
+        let Some(peer) = self.peers.get_mut(&owner) else {
+            return;
+        };
         if !peer.addrs.contains(&source) {
             peer.addrs.push(source);
             self.addr_cache.insert(source, owner.clone());
@@ -224,32 +259,68 @@ impl Shard {
 
     pub fn handle_command(&mut self, now: Instant, command: Command) {
         match command {
-            Command::CreatePeer { peer, account, owner, offer, state, reply } => {
-                let result = self.create_peer(now, &peer, account, owner, state).and_then(|()| match offer {
-                    Some(offer) => self.accept_offer(now, &peer, &offer).map(Some),
-                    None => Ok(None),
-                });
+            Command::CreatePeer {
+                peer,
+                account,
+                owner,
+                offer,
+                state,
+                reply,
+            } => {
+                let result = self
+                    .create_peer(now, &peer, account, owner, state)
+                    .and_then(|()| match offer {
+                        Some(offer) => self.accept_offer(now, &peer, &offer).map(Some),
+                        None => Ok(None),
+                    });
                 if result.is_err() {
                     self.remove_peer(&peer);
                 }
                 let _ = reply.send(result);
             }
-            Command::PushTracks { peer, offer, tracks, reply } => {
+            Command::PushTracks {
+                peer,
+                offer,
+                tracks,
+                reply,
+            } => {
                 let _ = reply.send(self.push_tracks(now, &peer, &offer, tracks));
             }
-            Command::PullTracks { peer, tracks, reply } => {
+            Command::PullTracks {
+                peer,
+                tracks,
+                reply,
+            } => {
                 let _ = reply.send(self.pull_tracks(now, &peer, tracks));
             }
-            Command::Renegotiate { peer, answer, reply } => {
+            Command::Renegotiate {
+                peer,
+                answer,
+                reply,
+            } => {
                 let _ = reply.send(self.renegotiate(now, &peer, &answer));
             }
-            Command::CloseTracks { peer, mids, offer, force, reply } => {
+            Command::CloseTracks {
+                peer,
+                mids,
+                offer,
+                force,
+                reply,
+            } => {
                 let _ = reply.send(self.close_tracks(now, &peer, mids, offer, force));
             }
-            Command::UpdateTracks { peer, updates, reply } => {
+            Command::UpdateTracks {
+                peer,
+                updates,
+                reply,
+            } => {
                 let _ = reply.send(self.update_tracks(now, &peer, updates));
             }
-            Command::OpenChannels { peer, channels, reply } => {
+            Command::OpenChannels {
+                peer,
+                channels,
+                reply,
+            } => {
                 let _ = reply.send(self.open_channels(now, &peer, channels));
             }
             Command::Status { peer, reply } => {
@@ -265,12 +336,21 @@ impl Shard {
                 }
                 self.run(now, vec![peer.clone()]);
                 self.remove_peer(&peer);
-                let _ = reply.send(if found { Ok(()) } else { Err(SfuError::NotFound("session")) });
+                let _ = reply.send(if found {
+                    Ok(())
+                } else {
+                    Err(SfuError::NotFound("session"))
+                });
             }
             Command::Publish { peer, offer, reply } => {
                 let _ = reply.send(self.publish_all(now, &peer, &offer));
             }
-            Command::Subscribe { peer, offer, tracks, reply } => {
+            Command::Subscribe {
+                peer,
+                offer,
+                tracks,
+                reply,
+            } => {
                 let _ = reply.send(self.subscribe(now, &peer, &offer, tracks));
             }
             Command::Tap { track, tx } => {
@@ -286,18 +366,34 @@ impl Shard {
 
     // ---------------------------------------------------------------- peers
 
-    fn create_peer(&mut self, now: Instant, id: &str, account: String, owner: Owner, state: watch::Sender<PeerState>) -> Result<(), SfuError> {
+    fn create_peer(
+        &mut self,
+        now: Instant,
+        id: &str,
+        account: String,
+        owner: Owner,
+        state: watch::Sender<PeerState>,
+    ) -> Result<(), SfuError> {
         let mut rtc = Rtc::builder()
             .set_ice_lite(true)
             .set_rtp_mode(true)
             .set_dtls_cert(self.cert.clone())
             .set_stats_interval(Some(Duration::from_secs(1)))
             .build(now);
-        let candidate = Candidate::host(self.config.candidate_addr, "udp").map_err(|e| SfuError::BadSdp(format!("candidate: {e}")))?;
+        let candidate = Candidate::host(self.config.candidate_addr, "udp")
+            .map_err(|e| SfuError::BadSdp(format!("candidate: {e}")))?;
         rtc.add_local_candidate(candidate);
         let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         self.routes.add_ufrag(&ufrag, self.index);
-        self.directory.add_peer(id, PeerEntry { shard: self.index, owner: owner.clone(), account: account.clone(), state: state.subscribe() });
+        self.directory.add_peer(
+            id,
+            PeerEntry {
+                shard: self.index,
+                owner: owner.clone(),
+                account: account.clone(),
+                state: state.subscribe(),
+            },
+        );
         self.peers.insert(
             id.to_owned(),
             Peer {
@@ -310,7 +406,6 @@ impl Shard {
                 pending: None,
                 published: HashMap::new(),
                 legs: HashMap::new(),
-                added_media: Vec::new(),
                 channels: Vec::new(),
                 next_sctp_id: 1,
                 timeout: now,
@@ -339,7 +434,9 @@ impl Shard {
     }
 
     fn remove_peer(&mut self, id: &str) {
-        let Some(peer) = self.peers.remove(id) else { return };
+        let Some(peer) = self.peers.remove(id) else {
+            return;
+        };
         for track_id in peer.published.values() {
             self.unpublish(track_id);
         }
@@ -348,7 +445,8 @@ impl Shard {
                 t.subscribers.retain(|(s, _)| s != id);
             }
         }
-        self.channel_subs.retain(|(publisher, _), _| publisher != id);
+        self.channel_subs
+            .retain(|(publisher, _), _| publisher != id);
         for subs in self.channel_subs.values_mut() {
             subs.retain(|(s, _)| s != id);
         }
@@ -366,7 +464,8 @@ impl Shard {
             for tap in &track.taps {
                 let _ = tap.try_send(TapEvent::Ended);
             }
-            self.by_name.remove(&(track.publisher.clone(), track.name.clone()));
+            self.by_name
+                .remove(&(track.publisher.clone(), track.name.clone()));
             self.directory.remove_track(track_id);
         }
     }
@@ -391,15 +490,27 @@ impl Shard {
                 }
             }
         }
-        let dead: Vec<String> = self.peers.iter().filter(|(_, p)| p.dead).map(|(id, _)| id.clone()).collect();
+        let dead: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.dead)
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in dead {
             self.remove_peer(&id);
         }
     }
 
     fn poll_peer(&mut self, id: &str, work: &mut Vec<Work>) {
-        let Shard { peers, transmits, usage, .. } = self;
-        let Some(peer) = peers.get_mut(id) else { return };
+        let Shard {
+            peers,
+            transmits,
+            usage,
+            ..
+        } = self;
+        let Some(peer) = peers.get_mut(id) else {
+            return;
+        };
         loop {
             match peer.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => {
@@ -420,13 +531,21 @@ impl Shard {
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                         let _ = peer.state.send(PeerState::Disconnected);
                     }
-                    Event::MediaAdded(m) => peer.added_media.push((m.mid, m.kind.into(), m.direction)),
-                    Event::RtpPacket(packet) => work.push(Work::Rtp(id.to_owned(), packet)),
-                    Event::KeyframeRequest(r) => work.push(Work::Keyframe(id.to_owned(), r.mid, r.kind)),
-                    Event::ChannelData(d) => work.push(Work::Channel(id.to_owned(), d.id, d.binary, d.data)),
-                    Event::SenderFeedback(f) => {
-                        work.push(Work::SenderReport(id.to_owned(), f.mid, ntp64(f.sender_info.ntp_time), f.sender_info.rtp_time.numer() as u32))
+                    Event::RtpPacket(packet) => {
+                        work.push(Work::Rtp(id.to_owned(), Box::new(packet)))
                     }
+                    Event::KeyframeRequest(r) => {
+                        work.push(Work::Keyframe(id.to_owned(), r.mid, r.kind))
+                    }
+                    Event::ChannelData(d) => {
+                        work.push(Work::Channel(id.to_owned(), d.id, d.binary, d.data))
+                    }
+                    Event::SenderFeedback(f) => work.push(Work::SenderReport(
+                        id.to_owned(),
+                        f.mid,
+                        ntp64(f.sender_info.ntp_time),
+                        f.sender_info.rtp_time.numer() as u32,
+                    )),
                     Event::PeerStats(s) => peer.stats.peer = Some(s),
                     Event::MediaIngressStats(s) => {
                         peer.stats.ingress.insert(s.mid, s);
@@ -451,9 +570,13 @@ impl Shard {
 
     fn apply(&mut self, now: Instant, work: Work, touched: &mut Vec<String>) {
         match work {
-            Work::Rtp(publisher, packet) => self.forward(now, &publisher, packet, touched),
+            Work::Rtp(publisher, packet) => self.forward(now, &publisher, *packet, touched),
             Work::Keyframe(subscriber, mid, kind) => {
-                let track = self.peers.get(&subscriber).and_then(|p| p.legs.get(&mid)).map(|l| l.track.clone());
+                let track = self
+                    .peers
+                    .get(&subscriber)
+                    .and_then(|p| p.legs.get(&mid))
+                    .map(|l| l.track.clone());
                 if let Some(track) = track {
                     if let Some(publisher) = self.request_keyframe(now, &track, kind, false) {
                         touched.push(publisher);
@@ -461,11 +584,27 @@ impl Shard {
                 }
             }
             Work::Channel(publisher, channel, binary, data) => {
-                let name = self.peers.get(&publisher).and_then(|p| p.channels.iter().find(|c| c.channel == channel && c.remote.is_none())).map(|c| c.name.clone());
+                let name = self
+                    .peers
+                    .get(&publisher)
+                    .and_then(|p| {
+                        p.channels
+                            .iter()
+                            .find(|c| c.channel == channel && c.remote.is_none())
+                    })
+                    .map(|c| c.name.clone());
                 let Some(name) = name else { return };
-                let subs = self.channel_subs.get(&(publisher, name)).cloned().unwrap_or_default();
+                let subs = self
+                    .channel_subs
+                    .get(&(publisher, name))
+                    .cloned()
+                    .unwrap_or_default();
                 for (sub, sub_channel) in subs {
-                    if let Some(mut ch) = self.peers.get_mut(&sub).and_then(|p| p.rtc.channel(sub_channel)) {
+                    if let Some(mut ch) = self
+                        .peers
+                        .get_mut(&sub)
+                        .and_then(|p| p.rtc.channel(sub_channel))
+                    {
                         if let Err(e) = ch.write(binary, &data) {
                             tracing::debug!(peer = %sub, error = %e, "data channel write failed");
                         }
@@ -474,21 +613,46 @@ impl Shard {
                 }
             }
             Work::SenderReport(publisher, mid, ntp_time, rtp_time) => {
-                let track = self.peers.get(&publisher).and_then(|p| p.published.get(&mid)).cloned();
+                let track = self
+                    .peers
+                    .get(&publisher)
+                    .and_then(|p| p.published.get(&mid))
+                    .cloned();
                 if let Some(t) = track.and_then(|t| self.tracks.get_mut(&t)) {
-                    t.taps.retain(|tap| !matches!(tap.try_send(TapEvent::SenderReport { ntp_time, rtp_time }), Err(mpsc::error::TrySendError::Closed(_))));
+                    t.taps.retain(|tap| {
+                        !matches!(
+                            tap.try_send(TapEvent::SenderReport { ntp_time, rtp_time }),
+                            Err(mpsc::error::TrySendError::Closed(_))
+                        )
+                    });
                 }
             }
         }
     }
 
-    fn forward(&mut self, now: Instant, publisher: &str, packet: RtpPacket, touched: &mut Vec<String>) {
-        let Some(pub_peer) = self.peers.get_mut(publisher) else { return };
-        let mid = pub_peer.rtc.direct_api().stream_rx(&packet.header.ssrc).map(|s| s.mid());
-        let Some(track_id) = mid.and_then(|m| pub_peer.published.get(&m)).cloned() else { return };
+    fn forward(
+        &mut self,
+        now: Instant,
+        publisher: &str,
+        packet: RtpPacket,
+        touched: &mut Vec<String>,
+    ) {
+        let Some(pub_peer) = self.peers.get_mut(publisher) else {
+            return;
+        };
+        let mid = pub_peer
+            .rtc
+            .direct_api()
+            .stream_rx(&packet.header.ssrc)
+            .map(|s| s.mid());
+        let Some(track_id) = mid.and_then(|m| pub_peer.published.get(&m)).cloned() else {
+            return;
+        };
         let pt = packet.header.payload_type;
         let pub_params = pub_peer.rtc.codec_config().find(|p| p.pt() == pt).cloned();
-        let Some(track) = self.tracks.get_mut(&track_id) else { return };
+        let Some(track) = self.tracks.get_mut(&track_id) else {
+            return;
+        };
         track.last_packet = Some(now);
         if !track.taps.is_empty() {
             let tap = TapPacket {
@@ -499,7 +663,12 @@ impl Shard {
                 payload: bytes::Bytes::copy_from_slice(&packet.payload),
                 received: packet.timestamp,
             };
-            track.taps.retain(|t| !matches!(t.try_send(TapEvent::Rtp(tap.clone())), Err(mpsc::error::TrySendError::Closed(_))));
+            track.taps.retain(|t| {
+                !matches!(
+                    t.try_send(TapEvent::Rtp(tap.clone())),
+                    Err(mpsc::error::TrySendError::Closed(_))
+                )
+            });
         }
         let mut ext = packet.header.ext_vals.clone();
         // mid/rid belong to the publisher's leg; str0m writes the subscriber's own.
@@ -509,23 +678,44 @@ impl Shard {
         ext.transport_cc = None;
         let in_seq: u64 = *packet.seq_no;
         for (sub, sub_mid) in &track.subscribers {
-            let Some(sp) = self.peers.get_mut(sub) else { continue };
+            let Some(sp) = self.peers.get_mut(sub) else {
+                continue;
+            };
             let Peer { legs, rtc, .. } = sp;
-            let Some(leg) = legs.get_mut(sub_mid) else { continue };
+            let Some(leg) = legs.get_mut(sub_mid) else {
+                continue;
+            };
             let mapped = *leg.pt_map.entry(pt).or_insert_with(|| {
-                let params = pub_params.clone()?;
-                rtc.codec_config().match_params(params).map(|p| (p.pt(), p.spec().clock_rate.get()))
+                let params = pub_params?;
+                rtc.codec_config()
+                    .match_params(params)
+                    .map(|p| (p.pt(), p.spec().clock_rate.get()))
             });
-            let Some((out_pt, clock_rate)) = mapped else { continue };
-            let Some((seq, ts)) = leg.rewriter.rewrite(in_seq, packet.header.timestamp, now, clock_rate) else { continue };
+            let Some((out_pt, clock_rate)) = mapped else {
+                continue;
+            };
+            let Some((seq, ts)) =
+                leg.rewriter
+                    .rewrite(in_seq, packet.header.timestamp, now, clock_rate)
+            else {
+                continue;
+            };
             let nackable = leg.kind == Kind::Video;
             let mut api = rtc.direct_api();
-            let Some(tx) = api.stream_tx_by_mid(*sub_mid, None) else { continue };
+            let Some(tx) = api.stream_tx_by_mid(*sub_mid, None) else {
+                continue;
+            };
             tx.write_rtp(
-                RtpWrite::new(out_pt, SeqNo::from(seq), ts, packet.timestamp, packet.payload.clone())
-                    .marker(packet.header.marker)
-                    .ext_vals(ext.clone())
-                    .nackable(nackable),
+                RtpWrite::new(
+                    out_pt,
+                    SeqNo::from(seq),
+                    ts,
+                    packet.timestamp,
+                    packet.payload.clone(),
+                )
+                .marker(packet.header.marker)
+                .ext_vals(ext.clone())
+                .nackable(nackable),
             );
             self.forwarded_packets += 1;
             touched.push(sub.clone());
@@ -534,12 +724,22 @@ impl Shard {
 
     /// Sends a PLI/FIR to a track's publisher unless one went out within the keyframe interval
     /// (`force` skips the limit, for a new subscriber). Returns the publisher to drive.
-    fn request_keyframe(&mut self, now: Instant, track_id: &str, kind: KeyframeRequestKind, force: bool) -> Option<String> {
+    fn request_keyframe(
+        &mut self,
+        now: Instant,
+        track_id: &str,
+        kind: KeyframeRequestKind,
+        force: bool,
+    ) -> Option<String> {
         let track = self.tracks.get_mut(track_id)?;
         if track.kind != Kind::Video {
             return None;
         }
-        if !force && track.last_keyframe_request.is_some_and(|at| now.saturating_duration_since(at) < self.config.keyframe_interval) {
+        if !force
+            && track
+                .last_keyframe_request
+                .is_some_and(|at| now.saturating_duration_since(at) < self.config.keyframe_interval)
+        {
             return None;
         }
         track.last_keyframe_request = Some(now);
@@ -553,47 +753,106 @@ impl Shard {
 
     // ---------------------------------------------------------------- sessions API
 
-    fn push_tracks(&mut self, now: Instant, id: &str, offer: &str, requests: Vec<PushRequest>) -> Result<NegotiationOutcome, SfuError> {
+    fn push_tracks(
+        &mut self,
+        now: Instant,
+        id: &str,
+        offer: &str,
+        requests: Vec<PushRequest>,
+    ) -> Result<NegotiationOutcome, SfuError> {
         let peer = self.peer_mut(id)?;
         if peer.track_count() + requests.len() > self.config.max_tracks_per_session {
-            return Err(SfuError::Limit(format!("at most {} tracks per session", self.config.max_tracks_per_session)));
+            return Err(SfuError::Limit(format!(
+                "at most {} tracks per session",
+                self.config.max_tracks_per_session
+            )));
         }
         let answer = self.accept_offer(now, id, offer)?;
         let mut results = Vec::new();
         for req in requests {
-            let result = TrackResult { location: "local", name: req.name.clone(), mid: req.mid.clone(), session_id: None, error_code: None, error_description: None };
-            results.push(match self.publish_one(id, &req.name, req.mid.as_deref(), now) {
-                Ok(_) => result,
-                Err((code, msg)) => result.failed(code, msg),
-            });
+            let result = TrackResult {
+                location: "local",
+                name: req.name.clone(),
+                mid: req.mid.clone(),
+                session_id: None,
+                error_code: None,
+                error_description: None,
+            };
+            results.push(
+                match self.publish_one(id, &req.name, req.mid.as_deref(), now) {
+                    Ok(_) => result,
+                    Err((code, msg)) => result.failed(code, msg),
+                },
+            );
         }
-        Ok(NegotiationOutcome { sdp: Some((SdpKind::Answer, answer)), tracks: results })
+        Ok(NegotiationOutcome {
+            sdp: Some((SdpKind::Answer, answer)),
+            tracks: results,
+        })
     }
 
     /// Publishes the transceiver `mid` of peer `id` as `name`; returns the new track id.
-    fn publish_one(&mut self, id: &str, name: &str, mid: Option<&str>, now: Instant) -> Result<String, (&'static str, String)> {
+    fn publish_one(
+        &mut self,
+        id: &str,
+        name: &str,
+        mid: Option<&str>,
+        now: Instant,
+    ) -> Result<String, (&'static str, String)> {
         let _ = now;
-        let Some(mid) = mid else { return Err(("invalid_request", "a local track needs the mid of its transceiver".into())) };
+        let Some(mid) = mid else {
+            return Err((
+                "invalid_request",
+                "a local track needs the mid of its transceiver".into(),
+            ));
+        };
         if self.by_name.contains_key(&(id.to_owned(), name.to_owned())) {
-            return Err(("duplicate_track_name", format!("this session already publishes a track named {name:?}")));
+            return Err((
+                "duplicate_track_name",
+                format!("this session already publishes a track named {name:?}"),
+            ));
         }
-        let peer = self.peers.get_mut(id).ok_or(("not_found", "session not found".to_owned()))?;
+        let peer = self
+            .peers
+            .get_mut(id)
+            .ok_or(("not_found", "session not found".to_owned()))?;
         let mid = Mid::from(mid);
-        let Some(media) = peer.rtc.media(mid) else { return Err(("invalid_mid", format!("the offer has no transceiver with mid {mid}"))) };
+        let Some(media) = peer.rtc.media(mid) else {
+            return Err((
+                "invalid_mid",
+                format!("the offer has no transceiver with mid {mid}"),
+            ));
+        };
         if !media.direction().is_receiving() {
-            return Err(("invalid_mid", format!("transceiver {mid} does not send media to us")));
+            return Err((
+                "invalid_mid",
+                format!("transceiver {mid} does not send media to us"),
+            ));
         }
         if peer.published.contains_key(&mid) {
-            return Err(("invalid_mid", format!("transceiver {mid} is already published")));
+            return Err((
+                "invalid_mid",
+                format!("transceiver {mid} is already published"),
+            ));
         }
         let kind: Kind = media.kind().into();
         let track_id = platform::ids::new_uid();
         peer.published.insert(mid, track_id.clone());
         self.tracks.insert(
             track_id.clone(),
-            Track { name: name.to_owned(), publisher: id.to_owned(), mid, kind, subscribers: Vec::new(), taps: Vec::new(), last_packet: None, last_keyframe_request: None },
+            Track {
+                name: name.to_owned(),
+                publisher: id.to_owned(),
+                mid,
+                kind,
+                subscribers: Vec::new(),
+                taps: Vec::new(),
+                last_packet: None,
+                last_keyframe_request: None,
+            },
         );
-        self.by_name.insert((id.to_owned(), name.to_owned()), track_id.clone());
+        self.by_name
+            .insert((id.to_owned(), name.to_owned()), track_id.clone());
         self.directory.add_track(&track_id, self.index);
         Ok(track_id)
     }
@@ -604,60 +863,120 @@ impl Shard {
         if &publisher.owner != owner {
             return None;
         }
-        self.by_name.get(&(session.to_owned(), name.to_owned())).cloned()
+        self.by_name
+            .get(&(session.to_owned(), name.to_owned()))
+            .cloned()
     }
 
-    fn pull_tracks(&mut self, now: Instant, id: &str, requests: Vec<PullRequest>) -> Result<NegotiationOutcome, SfuError> {
+    fn pull_tracks(
+        &mut self,
+        now: Instant,
+        id: &str,
+        requests: Vec<PullRequest>,
+    ) -> Result<NegotiationOutcome, SfuError> {
         let peer = self.peers.get(id).ok_or(SfuError::NotFound("session"))?;
         if peer.pending.is_some() {
             return Err(SfuError::AlreadyPending);
         }
         if peer.track_count() + requests.len() > self.config.max_tracks_per_session {
-            return Err(SfuError::Limit(format!("at most {} tracks per session", self.config.max_tracks_per_session)));
+            return Err(SfuError::Limit(format!(
+                "at most {} tracks per session",
+                self.config.max_tracks_per_session
+            )));
         }
         let owner = peer.owner.clone();
         let mut results = Vec::new();
         let mut found = Vec::new();
         for req in requests {
-            let result = TrackResult { location: "remote", name: req.name.clone(), mid: None, session_id: Some(req.session.clone()), error_code: None, error_description: None };
+            let result = TrackResult {
+                location: "remote",
+                name: req.name.clone(),
+                mid: None,
+                session_id: Some(req.session.clone()),
+                error_code: None,
+                error_description: None,
+            };
             match self.find_track(&owner, &req.session, &req.name) {
                 Some(track_id) => {
                     found.push((results.len(), track_id));
                     results.push(result);
                 }
-                None => results.push(result.failed("not_found", format!("session {} publishes no track named {:?}", req.session, req.name))),
+                None => results.push(result.failed(
+                    "not_found",
+                    format!(
+                        "session {} publishes no track named {:?}",
+                        req.session, req.name
+                    ),
+                )),
             }
         }
         if found.is_empty() {
-            return Ok(NegotiationOutcome { sdp: None, tracks: results });
+            return Ok(NegotiationOutcome {
+                sdp: None,
+                tracks: results,
+            });
         }
-        let kinds: Vec<(usize, String, Kind, String)> =
-            found.into_iter().filter_map(|(i, t)| self.tracks.get(&t).map(|tr| (i, t.clone(), tr.kind, tr.publisher.clone()))).collect();
-        let peer = self.peers.get_mut(id).ok_or(SfuError::NotFound("session"))?;
+        let kinds: Vec<(usize, String, Kind, String)> = found
+            .into_iter()
+            .filter_map(|(i, t)| {
+                self.tracks
+                    .get(&t)
+                    .map(|tr| (i, t.clone(), tr.kind, tr.publisher.clone()))
+            })
+            .collect();
+        let peer = self
+            .peers
+            .get_mut(id)
+            .ok_or(SfuError::NotFound("session"))?;
         let mut change = peer.rtc.sdp_api();
         let mut added = Vec::new();
         for (i, track_id, kind, publisher) in kinds {
-            let mid = change.add_media(kind.into(), Direction::SendOnly, Some(publisher), Some(results[i].name.clone()), None);
+            let mid = change.add_media(
+                kind.into(),
+                Direction::SendOnly,
+                Some(publisher),
+                Some(results[i].name.clone()),
+                None,
+            );
             added.push((i, track_id, kind, mid));
         }
-        let Some((offer, pending)) = change.apply() else { return Ok(NegotiationOutcome { sdp: None, tracks: results }) };
+        let Some((offer, pending)) = change.apply() else {
+            return Ok(NegotiationOutcome {
+                sdp: None,
+                tracks: results,
+            });
+        };
         peer.pending = Some(pending);
         for (i, track_id, kind, mid) in added {
             results[i].mid = Some(mid.to_string());
-            peer.legs.insert(mid, Leg { track: track_id.clone(), kind, rewriter: Rewriter::new(), pt_map: HashMap::new() });
+            peer.legs.insert(
+                mid,
+                Leg {
+                    track: track_id.clone(),
+                    kind,
+                    rewriter: Rewriter::new(),
+                    pt_map: HashMap::new(),
+                },
+            );
             if let Some(t) = self.tracks.get_mut(&track_id) {
                 t.subscribers.push((id.to_owned(), mid));
             }
         }
         self.run(now, vec![id.to_owned()]);
-        Ok(NegotiationOutcome { sdp: Some((SdpKind::Offer, offer.to_sdp_string())), tracks: results })
+        Ok(NegotiationOutcome {
+            sdp: Some((SdpKind::Offer, offer.to_sdp_string())),
+            tracks: results,
+        })
     }
 
     fn renegotiate(&mut self, now: Instant, id: &str, answer: &str) -> Result<(), SfuError> {
         let answer = SdpAnswer::from_sdp_string(answer).map_err(bad_sdp)?;
         let peer = self.peer_mut(id)?;
         let pending = peer.pending.take().ok_or(SfuError::NothingPending)?;
-        peer.rtc.sdp_api().accept_answer(pending, answer).map_err(bad_sdp)?;
+        peer.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(bad_sdp)?;
         let tracks: Vec<String> = peer.legs.values().map(|l| l.track.clone()).collect();
         let mut touched = vec![id.to_owned()];
         for t in tracks {
@@ -667,7 +986,14 @@ impl Shard {
         Ok(())
     }
 
-    fn close_tracks(&mut self, now: Instant, id: &str, mids: Vec<String>, offer: Option<String>, force: bool) -> Result<NegotiationOutcome, SfuError> {
+    fn close_tracks(
+        &mut self,
+        now: Instant,
+        id: &str,
+        mids: Vec<String>,
+        offer: Option<String>,
+        force: bool,
+    ) -> Result<NegotiationOutcome, SfuError> {
         let peer = self.peers.get(id).ok_or(SfuError::NotFound("session"))?;
         if offer.is_some() && peer.pending.is_some() {
             return Err(SfuError::AlreadyPending);
@@ -676,21 +1002,46 @@ impl Shard {
         let mut closed_legs = Vec::new();
         for mid_text in mids {
             let mid = Mid::from(mid_text.as_str());
-            let peer = self.peers.get_mut(id).ok_or(SfuError::NotFound("session"))?;
-            let base = TrackResult { location: "local", name: String::new(), mid: Some(mid_text.clone()), session_id: None, error_code: None, error_description: None };
+            let peer = self
+                .peers
+                .get_mut(id)
+                .ok_or(SfuError::NotFound("session"))?;
+            let base = TrackResult {
+                location: "local",
+                name: String::new(),
+                mid: Some(mid_text.clone()),
+                session_id: None,
+                error_code: None,
+                error_description: None,
+            };
             if let Some(track_id) = peer.published.remove(&mid) {
-                let name = self.tracks.get(&track_id).map(|t| t.name.clone()).unwrap_or_default();
+                let name = self
+                    .tracks
+                    .get(&track_id)
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default();
                 self.unpublish(&track_id);
                 results.push(TrackResult { name, ..base });
             } else if let Some(leg) = peer.legs.remove(&mid) {
-                let (name, publisher) = self.tracks.get_mut(&leg.track).map_or((String::new(), None), |t| {
-                    t.subscribers.retain(|(s, m)| !(s == id && *m == mid));
-                    (t.name.clone(), Some(t.publisher.clone()))
-                });
+                let (name, publisher) =
+                    self.tracks
+                        .get_mut(&leg.track)
+                        .map_or((String::new(), None), |t| {
+                            t.subscribers.retain(|(s, m)| !(s == id && *m == mid));
+                            (t.name.clone(), Some(t.publisher.clone()))
+                        });
                 closed_legs.push(mid);
-                results.push(TrackResult { location: "remote", name, session_id: publisher, ..base });
+                results.push(TrackResult {
+                    location: "remote",
+                    name,
+                    session_id: publisher,
+                    ..base
+                });
             } else {
-                results.push(base.failed("close_track_error", format!("no open track with mid {mid_text}")));
+                results.push(base.failed(
+                    "close_track_error",
+                    format!("no open track with mid {mid_text}"),
+                ));
             }
         }
         let sdp = match offer {
@@ -716,27 +1067,59 @@ impl Shard {
             None => None,
         };
         self.run(now, vec![id.to_owned()]);
-        Ok(NegotiationOutcome { sdp, tracks: results })
+        Ok(NegotiationOutcome {
+            sdp,
+            tracks: results,
+        })
     }
 
-    fn update_tracks(&mut self, now: Instant, id: &str, updates: Vec<(String, PullRequest)>) -> Result<Vec<TrackResult>, SfuError> {
-        let owner = self.peers.get(id).ok_or(SfuError::NotFound("session"))?.owner.clone();
+    fn update_tracks(
+        &mut self,
+        now: Instant,
+        id: &str,
+        updates: Vec<(String, PullRequest)>,
+    ) -> Result<Vec<TrackResult>, SfuError> {
+        let owner = self
+            .peers
+            .get(id)
+            .ok_or(SfuError::NotFound("session"))?
+            .owner
+            .clone();
         let mut results = Vec::new();
         let mut touched = vec![id.to_owned()];
         for (mid_text, req) in updates {
             let mid = Mid::from(mid_text.as_str());
-            let result = TrackResult { location: "remote", name: req.name.clone(), mid: Some(mid_text.clone()), session_id: Some(req.session.clone()), error_code: None, error_description: None };
+            let result = TrackResult {
+                location: "remote",
+                name: req.name.clone(),
+                mid: Some(mid_text.clone()),
+                session_id: Some(req.session.clone()),
+                error_code: None,
+                error_description: None,
+            };
             let Some(new_track) = self.find_track(&owner, &req.session, &req.name) else {
-                results.push(result.failed("not_found", format!("session {} publishes no track named {:?}", req.session, req.name)));
+                results.push(result.failed(
+                    "not_found",
+                    format!(
+                        "session {} publishes no track named {:?}",
+                        req.session, req.name
+                    ),
+                ));
                 continue;
             };
             let new_kind = self.tracks.get(&new_track).map(|t| t.kind);
             let Some(leg) = self.peers.get_mut(id).and_then(|p| p.legs.get_mut(&mid)) else {
-                results.push(result.failed("invalid_mid", format!("no pulled track with mid {mid_text}")));
+                results.push(result.failed(
+                    "invalid_mid",
+                    format!("no pulled track with mid {mid_text}"),
+                ));
                 continue;
             };
             if Some(leg.kind) != new_kind {
-                results.push(result.failed("kind_mismatch", "the new track is of another kind than the transceiver"));
+                results.push(result.failed(
+                    "kind_mismatch",
+                    "the new track is of another kind than the transceiver",
+                ));
                 continue;
             }
             let old = std::mem::replace(&mut leg.track, new_track.clone());
@@ -755,33 +1138,73 @@ impl Shard {
         Ok(results)
     }
 
-    fn open_channels(&mut self, now: Instant, id: &str, requests: Vec<ChannelRequest>) -> Result<Vec<ChannelStatus>, SfuError> {
-        let owner = self.peers.get(id).ok_or(SfuError::NotFound("session"))?.owner.clone();
+    fn open_channels(
+        &mut self,
+        now: Instant,
+        id: &str,
+        requests: Vec<ChannelRequest>,
+    ) -> Result<Vec<ChannelStatus>, SfuError> {
+        let owner = self
+            .peers
+            .get(id)
+            .ok_or(SfuError::NotFound("session"))?
+            .owner
+            .clone();
         let mut out = Vec::new();
         for req in requests {
             if let Some(remote) = &req.remote_session {
-                let publishes = self.peers.get(remote).filter(|p| p.owner == owner).is_some_and(|p| p.channels.iter().any(|c| c.remote.is_none() && c.name == req.name));
+                let publishes = self
+                    .peers
+                    .get(remote)
+                    .filter(|p| p.owner == owner)
+                    .is_some_and(|p| {
+                        p.channels
+                            .iter()
+                            .any(|c| c.remote.is_none() && c.name == req.name)
+                    });
                 if !publishes {
                     return Err(SfuError::NotFound("remote data channel"));
                 }
             }
             let peer = self.peer_mut(id)?;
-            if peer.channels.iter().any(|c| c.name == req.name && c.remote == req.remote_session) {
-                return Err(SfuError::Limit(format!("data channel {:?} is already open", req.name)));
+            if peer
+                .channels
+                .iter()
+                .any(|c| c.name == req.name && c.remote == req.remote_session)
+            {
+                return Err(SfuError::Limit(format!(
+                    "data channel {:?} is already open",
+                    req.name
+                )));
             }
             let sctp_id = peer.next_sctp_id;
-            peer.next_sctp_id = peer.next_sctp_id.checked_add(1).ok_or_else(|| SfuError::Limit("too many data channels".into()))?;
+            peer.next_sctp_id = peer
+                .next_sctp_id
+                .checked_add(1)
+                .ok_or_else(|| SfuError::Limit("too many data channels".into()))?;
             let channel = peer.rtc.direct_api().create_data_channel(ChannelConfig {
                 label: req.name.clone(),
                 negotiated: Some(sctp_id),
                 ..Default::default()
             });
-            peer.channels.push(ChannelEntry { name: req.name.clone(), sctp_id, channel, remote: req.remote_session.clone() });
+            peer.channels.push(ChannelEntry {
+                name: req.name.clone(),
+                sctp_id,
+                channel,
+                remote: req.remote_session.clone(),
+            });
             if let Some(remote) = &req.remote_session {
-                self.channel_subs.entry((remote.clone(), req.name.clone())).or_default().push((id.to_owned(), channel));
+                self.channel_subs
+                    .entry((remote.clone(), req.name.clone()))
+                    .or_default()
+                    .push((id.to_owned(), channel));
             }
             out.push(ChannelStatus {
-                location: if req.remote_session.is_some() { "remote" } else { "local" },
+                location: if req.remote_session.is_some() {
+                    "remote"
+                } else {
+                    "local"
+                },
                 name: req.name,
                 id: sctp_id,
                 session_id: req.remote_session,
@@ -826,14 +1249,22 @@ impl Shard {
             .channels
             .iter()
             .map(|c| ChannelStatus {
-                location: if c.remote.is_some() { "remote" } else { "local" },
+                location: if c.remote.is_some() {
+                    "remote"
+                } else {
+                    "local"
+                },
                 name: c.name.clone(),
                 id: c.sctp_id,
                 session_id: c.remote.clone(),
                 status: "active",
             })
             .collect();
-        Ok(SessionStatus { tracks, data_channels, connection_state: *peer.state.borrow() })
+        Ok(SessionStatus {
+            tracks,
+            data_channels,
+            connection_state: *peer.state.borrow(),
+        })
     }
 
     /// Server-side statistics in W3C getStats vocabulary (from the server's point of view:
@@ -842,7 +1273,11 @@ impl Shard {
         use serde_json::json;
         let peer = self.peers.get(id).ok_or(SfuError::NotFound("session"))?;
         let name_of = |mid: &Mid| {
-            peer.published.get(mid).or_else(|| peer.legs.get(mid).map(|l| &l.track)).and_then(|t| self.tracks.get(t)).map(|t| t.name.clone())
+            peer.published
+                .get(mid)
+                .or_else(|| peer.legs.get(mid).map(|l| &l.track))
+                .and_then(|t| self.tracks.get(t))
+                .map(|t| t.name.clone())
         };
         let inbound: Vec<_> = peer
             .stats
@@ -883,25 +1318,48 @@ impl Shard {
 
     // ---------------------------------------------------------------- calls::media
 
-    fn publish_all(&mut self, now: Instant, id: &str, offer: &str) -> Result<(String, Vec<PublishedInfo>), SfuError> {
+    fn publish_all(
+        &mut self,
+        now: Instant,
+        id: &str,
+        offer: &str,
+    ) -> Result<(String, Vec<PublishedInfo>), SfuError> {
         let answer = self.accept_offer(now, id, offer)?;
-        let peer = self.peer_mut(id)?;
-        let added = std::mem::take(&mut peer.added_media);
         let mut published = Vec::new();
-        for (mid, kind, direction) in added {
-            if !direction.is_receiving() {
+        for mid in offer_mids(offer) {
+            let peer = self.peer_mut(id)?;
+            let Some(kind) = peer.rtc.media(mid).map(|m| Kind::from(m.kind())) else {
+                continue;
+            };
+            // Our side's direction (the event's is not reliable for that).
+            if !peer
+                .rtc
+                .media(mid)
+                .is_some_and(|m| m.direction().is_receiving())
+            {
                 continue;
             }
-            let peer = self.peer_mut(id)?;
             let codec = peer.rtc.media(mid).and_then(|m| {
                 let pts = m.remote_pts().to_vec();
-                peer.rtc.codec_config().params().iter().find(|p| pts.contains(&p.pt())).map(codec_of)
+                peer.rtc
+                    .codec_config()
+                    .params()
+                    .iter()
+                    .find(|p| pts.contains(&p.pt()))
+                    .map(codec_of)
             });
             if codec.is_none() {
                 continue;
             }
-            if let Ok(track_id) = self.publish_one(id, &mid.to_string(), Some(&mid.to_string()), now) {
-                published.push(PublishedInfo { track_id, mid: mid.to_string(), kind, codec });
+            if let Ok(track_id) =
+                self.publish_one(id, &mid.to_string(), Some(&mid.to_string()), now)
+            {
+                published.push(PublishedInfo {
+                    track_id,
+                    mid: mid.to_string(),
+                    kind,
+                    codec,
+                });
             }
         }
         if published.is_empty() {
@@ -910,7 +1368,13 @@ impl Shard {
         Ok((answer, published))
     }
 
-    fn subscribe(&mut self, now: Instant, id: &str, offer: &str, tracks: Vec<String>) -> Result<String, SfuError> {
+    fn subscribe(
+        &mut self,
+        now: Instant,
+        id: &str,
+        offer: &str,
+        tracks: Vec<String>,
+    ) -> Result<String, SfuError> {
         let mut wanted = Vec::new();
         for t in &tracks {
             let track = self.tracks.get(t).ok_or(SfuError::NotFound("track"))?;
@@ -918,15 +1382,34 @@ impl Shard {
         }
         let answer = self.accept_offer(now, id, offer)?;
         let peer = self.peer_mut(id)?;
-        let mut added = std::mem::take(&mut peer.added_media);
+        let mut added: Vec<(Mid, Kind)> = offer_mids(offer)
+            .into_iter()
+            .filter_map(|m| peer.rtc.media(m).map(|media| (m, Kind::from(media.kind()))))
+            .collect();
         let mut touched = vec![id.to_owned()];
         for (track_id, kind) in wanted {
             let peer = self.peer_mut(id)?;
-            let Some(pos) = added.iter().position(|(_, k, d)| *k == kind && d.is_sending()) else {
-                return Err(SfuError::BadSdp(format!("the offer has no receiving {kind:?} transceiver left for track {track_id}")));
+            let Some(pos) = added.iter().position(|(m, k)| {
+                *k == kind
+                    && peer
+                        .rtc
+                        .media(*m)
+                        .is_some_and(|m| m.direction().is_sending())
+            }) else {
+                return Err(SfuError::BadSdp(format!(
+                    "the offer has no receiving {kind:?} transceiver left for track {track_id}"
+                )));
             };
-            let (mid, _, _) = added.remove(pos);
-            peer.legs.insert(mid, Leg { track: track_id.clone(), kind, rewriter: Rewriter::new(), pt_map: HashMap::new() });
+            let (mid, _) = added.remove(pos);
+            peer.legs.insert(
+                mid,
+                Leg {
+                    track: track_id.clone(),
+                    kind,
+                    rewriter: Rewriter::new(),
+                    pt_map: HashMap::new(),
+                },
+            );
             if let Some(t) = self.tracks.get_mut(&track_id) {
                 t.subscribers.push((id.to_owned(), mid));
             }
@@ -937,9 +1420,22 @@ impl Shard {
     }
 }
 
+/// The mids of an SDP's media sections, in order.
+pub fn offer_mids(sdp: &str) -> Vec<Mid> {
+    sdp.lines()
+        .filter_map(|l| l.trim_end().strip_prefix("a=mid:"))
+        .filter(|m| !m.is_empty() && m.len() <= 16)
+        .map(Mid::from)
+        .collect()
+}
+
 /// `initializing` until the first packet, `active` while media flows, `inactive` after
 /// `inactive_after` without any.
-pub fn track_status(last_packet: Option<Instant>, now: Instant, inactive_after: Duration) -> &'static str {
+pub fn track_status(
+    last_packet: Option<Instant>,
+    now: Instant,
+    inactive_after: Duration,
+) -> &'static str {
     match last_packet {
         None => "initializing",
         Some(at) if now.saturating_duration_since(at) > inactive_after => "inactive",
@@ -956,8 +1452,21 @@ mod tests {
         let t = Instant::now();
         let after = Duration::from_secs(30);
         assert_eq!(track_status(None, t, after), "initializing");
-        assert_eq!(track_status(Some(t), t + Duration::from_secs(5), after), "active");
-        assert_eq!(track_status(Some(t), t + Duration::from_secs(31), after), "inactive");
+        assert_eq!(
+            track_status(Some(t), t + Duration::from_secs(5), after),
+            "active"
+        );
+        assert_eq!(
+            track_status(Some(t), t + Duration::from_secs(31), after),
+            "inactive"
+        );
+    }
+
+    #[test]
+    fn mids_in_order() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:v1\r\n";
+        assert_eq!(offer_mids(sdp), vec![Mid::from("0"), Mid::from("v1")]);
+        assert!(offer_mids("garbage").is_empty());
     }
 
     #[test]

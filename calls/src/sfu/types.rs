@@ -169,20 +169,69 @@ pub enum Command {
         state: watch::Sender<PeerState>,
         reply: Reply<Option<String>>,
     },
-    PushTracks { peer: String, offer: String, tracks: Vec<PushRequest>, reply: Reply<NegotiationOutcome> },
-    PullTracks { peer: String, tracks: Vec<PullRequest>, reply: Reply<NegotiationOutcome> },
-    Renegotiate { peer: String, answer: String, reply: Reply<()> },
-    CloseTracks { peer: String, mids: Vec<String>, offer: Option<String>, force: bool, reply: Reply<NegotiationOutcome> },
-    UpdateTracks { peer: String, updates: Vec<(String, PullRequest)>, reply: Reply<Vec<TrackResult>> },
-    OpenChannels { peer: String, channels: Vec<ChannelRequest>, reply: Reply<Vec<ChannelStatus>> },
-    Status { peer: String, reply: Reply<SessionStatus> },
-    Stats { peer: String, reply: Reply<serde_json::Value> },
-    ClosePeer { peer: String, reply: Reply<()> },
+    PushTracks {
+        peer: String,
+        offer: String,
+        tracks: Vec<PushRequest>,
+        reply: Reply<NegotiationOutcome>,
+    },
+    PullTracks {
+        peer: String,
+        tracks: Vec<PullRequest>,
+        reply: Reply<NegotiationOutcome>,
+    },
+    Renegotiate {
+        peer: String,
+        answer: String,
+        reply: Reply<()>,
+    },
+    CloseTracks {
+        peer: String,
+        mids: Vec<String>,
+        offer: Option<String>,
+        force: bool,
+        reply: Reply<NegotiationOutcome>,
+    },
+    UpdateTracks {
+        peer: String,
+        updates: Vec<(String, PullRequest)>,
+        reply: Reply<Vec<TrackResult>>,
+    },
+    OpenChannels {
+        peer: String,
+        channels: Vec<ChannelRequest>,
+        reply: Reply<Vec<ChannelStatus>>,
+    },
+    Status {
+        peer: String,
+        reply: Reply<SessionStatus>,
+    },
+    Stats {
+        peer: String,
+        reply: Reply<serde_json::Value>,
+    },
+    ClosePeer {
+        peer: String,
+        reply: Reply<()>,
+    },
     /// `calls::media`: accept a publisher's offer and publish every received transceiver.
-    Publish { peer: String, offer: String, reply: Reply<(String, Vec<PublishedInfo>)> },
+    Publish {
+        peer: String,
+        offer: String,
+        reply: Reply<(String, Vec<PublishedInfo>)>,
+    },
     /// `calls::media`: accept a viewer's offer and send it these tracks.
-    Subscribe { peer: String, offer: String, tracks: Vec<String>, reply: Reply<String> },
-    Tap { track: String, tx: mpsc::Sender<TapEvent> },
-    RequestKeyframe { track: String },
+    Subscribe {
+        peer: String,
+        offer: String,
+        tracks: Vec<String>,
+        reply: Reply<String>,
+    },
+    Tap {
+        track: String,
+        tx: mpsc::Sender<TapEvent>,
+    },
+    RequestKeyframe {
+        track: String,
+    },
 }
-

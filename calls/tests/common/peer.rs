@@ -14,7 +14,10 @@ use rtc::{
         sdp::RTCSessionDescription,
     },
     rtp_transceiver::{
-        rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind},
+        rtp_sender::{
+            RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+            RtpCodecKind,
+        },
         RTCRtpTransceiverDirection, RTCRtpTransceiverInit,
     },
 };
@@ -24,7 +27,10 @@ use webrtc::{
         track_local::{static_rtp::TrackLocalStaticRTP, TrackLocal},
         track_remote::{TrackRemote, TrackRemoteEvent},
     },
-    peer_connection::{PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState},
+    peer_connection::{
+        PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
+        RTCPeerConnectionState,
+    },
     runtime::{default_runtime, Runtime},
 };
 
@@ -32,11 +38,23 @@ pub const OPUS_PT: u8 = 111;
 pub const VP8_PT: u8 = 96;
 
 pub fn opus() -> RTCRtpCodec {
-    RTCRtpCodec { mime_type: MIME_TYPE_OPUS.to_owned(), clock_rate: 48000, channels: 2, sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(), rtcp_feedback: vec![] }
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
 }
 
 pub fn vp8() -> RTCRtpCodec {
-    RTCRtpCodec { mime_type: MIME_TYPE_VP8.to_owned(), clock_rate: 90000, channels: 0, sdp_fmtp_line: String::new(), rtcp_feedback: vec![] }
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_VP8.to_owned(),
+        clock_rate: 90000,
+        channels: 0,
+        sdp_fmtp_line: String::new(),
+        rtcp_feedback: vec![],
+    }
 }
 
 /// An RTP packet received on a remote track.
@@ -114,19 +132,58 @@ impl Peer {
         let runtime = default_runtime().expect("tokio runtime");
         let mut media = MediaEngine::default();
         media
-            .register_codec(RTCRtpCodecParameters { rtp_codec: opus(), payload_type: OPUS_PT, ..Default::default() }, RtpCodecKind::Audio)
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: opus(),
+                    payload_type: OPUS_PT,
+                    ..Default::default()
+                },
+                RtpCodecKind::Audio,
+            )
             .expect("opus");
-        media.register_codec(RTCRtpCodecParameters { rtp_codec: vp8(), payload_type: VP8_PT, ..Default::default() }, RtpCodecKind::Video).expect("vp8");
+        media
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: vp8(),
+                    payload_type: VP8_PT,
+                    ..Default::default()
+                },
+                RtpCodecKind::Video,
+            )
+            .expect("vp8");
         if rtx {
-            let codec = RTCRtpCodec { mime_type: "video/rtx".to_owned(), clock_rate: 90000, channels: 0, sdp_fmtp_line: format!("apt={VP8_PT}"), rtcp_feedback: vec![] };
-            media.register_codec(RTCRtpCodecParameters { rtp_codec: codec, payload_type: 97, ..Default::default() }, RtpCodecKind::Video).expect("rtx");
+            let codec = RTCRtpCodec {
+                mime_type: "video/rtx".to_owned(),
+                clock_rate: 90000,
+                channels: 0,
+                sdp_fmtp_line: format!("apt={VP8_PT}"),
+                rtcp_feedback: vec![],
+            };
+            media
+                .register_codec(
+                    RTCRtpCodecParameters {
+                        rtp_codec: codec,
+                        payload_type: 97,
+                        ..Default::default()
+                    },
+                    RtpCodecKind::Video,
+                )
+                .expect("rtx");
         }
-        let registry = register_default_interceptors(Registry::new(), &mut media).expect("interceptors");
-        let settings = SettingEngineBuilder::new().with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled).build();
+        let registry =
+            register_default_interceptors(Registry::new(), &mut media).expect("interceptors");
+        let settings = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+            .build();
         let (gathered_tx, gathered) = watch::channel(false);
         let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
         let (received_tx, received) = mpsc::unbounded_channel();
-        let handler = Arc::new(Handler { runtime: runtime.clone(), gathered: gathered_tx, state: state_tx, received: received_tx });
+        let handler = Arc::new(Handler {
+            runtime: runtime.clone(),
+            gathered: gathered_tx,
+            state: state_tx,
+            received: received_tx,
+        });
         let pc = PeerConnectionBuilder::new()
             .with_setting_engine(settings)
             .with_media_engine(media)
@@ -137,65 +194,121 @@ impl Peer {
             .build()
             .await
             .expect("peer connection");
-        Self { pc: Arc::new(pc), gathered, state, received: tokio::sync::Mutex::new(received) }
+        Self {
+            pc: Arc::new(pc),
+            gathered,
+            state,
+            received: tokio::sync::Mutex::new(received),
+        }
     }
 
     /// Adds a sending track with a fixed SSRC.
-    pub async fn add_track(&self, kind: RtpCodecKind, codec: RTCRtpCodec, ssrc: u32) -> Arc<TrackLocalStaticRTP> {
+    pub async fn add_track(
+        &self,
+        kind: RtpCodecKind,
+        codec: RTCRtpCodec,
+        ssrc: u32,
+    ) -> Arc<TrackLocalStaticRTP> {
         let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
             format!("stream-{ssrc}"),
             format!("track-{ssrc}"),
             format!("label-{ssrc}"),
             kind,
-            vec![RTCRtpEncodingParameters { rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() }, codec, ..Default::default() }],
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec,
+                ..Default::default()
+            }],
         )));
-        self.pc.add_track(track.clone() as Arc<dyn TrackLocal>).await.expect("add track");
+        self.pc
+            .add_track(track.clone() as Arc<dyn TrackLocal>)
+            .await
+            .expect("add track");
         track
     }
 
     pub async fn add_recvonly(&self, kind: RtpCodecKind) {
         self.pc
-            .add_transceiver_from_kind(kind, Some(RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() }))
+            .add_transceiver_from_kind(
+                kind,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Recvonly,
+                    ..Default::default()
+                }),
+            )
             .await
             .expect("transceiver");
     }
 
     async fn wait_gathered(&self) {
         let mut g = self.gathered.clone();
-        tokio::time::timeout(Duration::from_secs(10), g.wait_for(|done| *done)).await.expect("ICE gathering finishes").expect("gathering");
+        tokio::time::timeout(Duration::from_secs(10), g.wait_for(|done| *done))
+            .await
+            .expect("ICE gathering finishes")
+            .expect("gathering");
     }
 
     /// A complete (non-trickle) offer.
     pub async fn offer(&self) -> String {
         let offer = self.pc.create_offer(None).await.expect("create offer");
-        self.pc.set_local_description(offer).await.expect("set local offer");
+        self.pc
+            .set_local_description(offer)
+            .await
+            .expect("set local offer");
         self.wait_gathered().await;
-        self.pc.local_description().await.expect("local description").sdp
+        self.pc
+            .local_description()
+            .await
+            .expect("local description")
+            .sdp
     }
 
     pub async fn set_answer(&self, sdp: &str) {
-        self.pc.set_remote_description(RTCSessionDescription::answer(sdp.to_owned()).expect("answer")).await.expect("set remote answer");
+        self.pc
+            .set_remote_description(RTCSessionDescription::answer(sdp.to_owned()).expect("answer"))
+            .await
+            .expect("set remote answer");
     }
 
     /// Answers a remote offer; returns the complete answer.
     pub async fn answer(&self, offer: &str) -> String {
-        self.pc.set_remote_description(RTCSessionDescription::offer(offer.to_owned()).expect("offer")).await.expect("set remote offer");
+        self.pc
+            .set_remote_description(RTCSessionDescription::offer(offer.to_owned()).expect("offer"))
+            .await
+            .expect("set remote offer");
         let answer = self.pc.create_answer(None).await.expect("create answer");
-        self.pc.set_local_description(answer).await.expect("set local answer");
+        self.pc
+            .set_local_description(answer)
+            .await
+            .expect("set local answer");
         self.wait_gathered().await;
-        self.pc.local_description().await.expect("local description").sdp
+        self.pc
+            .local_description()
+            .await
+            .expect("local description")
+            .sdp
     }
 
     pub async fn wait_connected(&self) {
         let mut s = self.state.clone();
-        tokio::time::timeout(Duration::from_secs(10), s.wait_for(|st| *st == RTCPeerConnectionState::Connected))
-            .await
-            .expect("peer connects within 10 s")
-            .expect("state");
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            s.wait_for(|st| *st == RTCPeerConnectionState::Connected),
+        )
+        .await
+        .expect("peer connects within 10 s")
+        .expect("state");
     }
 
     /// Received packets until `enough` says stop or `limit` passes.
-    pub async fn collect(&self, limit: Duration, mut enough: impl FnMut(&[Received]) -> bool) -> Vec<Received> {
+    pub async fn collect(
+        &self,
+        limit: Duration,
+        mut enough: impl FnMut(&[Received]) -> bool,
+    ) -> Vec<Received> {
         let mut rx = self.received.lock().await;
         let mut got = Vec::new();
         let deadline = tokio::time::Instant::now() + limit;
@@ -237,7 +350,15 @@ pub fn payload(tag: u8, n: u32, len: usize) -> Vec<u8> {
 }
 
 /// Sends `count` packets on `track` every `every`, from a background task.
-pub fn send_stream(track: Arc<TrackLocalStaticRTP>, ssrc: u32, pt: u8, tag: u8, ts_step: u32, every: Duration, count: u32) -> tokio::task::JoinHandle<()> {
+pub fn send_stream(
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    pt: u8,
+    tag: u8,
+    ts_step: u32,
+    every: Duration,
+    count: u32,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         for n in 0..count {

@@ -1,0 +1,185 @@
+//! Track lifecycle over the sessions API: update (switch source), close with and without force,
+//! renegotiation, and egress metering.
+
+mod common;
+
+use std::time::Duration;
+
+use common::peer::{self, Peer, VP8_PT};
+use reqwest::Method;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use serde_json::json;
+use sqlx::Row;
+
+fn tag_of(p: &peer::Received) -> u8 {
+    p.payload[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn update_close_renegotiate_and_meter() {
+    let tp = platform::testing::embedded().await;
+    let server = common::start(tp).await;
+    let app = server.create_app().await;
+
+    let publisher = Peer::new().await;
+    let cam = publisher
+        .add_track(RtpCodecKind::Video, peer::vp8(), 0xC1)
+        .await;
+    let screen = publisher
+        .add_track(RtpCodecKind::Video, peer::vp8(), 0xC2)
+        .await;
+    let pub_session = server.new_session(&app).await;
+    server
+        .push(&app, &pub_session, &publisher, &["cam", "screen"])
+        .await;
+    publisher.wait_connected().await;
+
+    let viewer = Peer::new().await;
+    let session = server.new_session(&app).await;
+    let pulled = server
+        .pull(&app, &session, &viewer, &[(&pub_session, "cam")])
+        .await;
+    let mid = pulled["tracks"][0]["mid"].as_str().expect("mid").to_owned();
+    viewer.wait_connected().await;
+
+    let a = peer::send_stream(
+        cam,
+        0xC1,
+        VP8_PT,
+        0xB1,
+        3000,
+        Duration::from_millis(10),
+        3000,
+    );
+    let b = peer::send_stream(
+        screen,
+        0xC2,
+        VP8_PT,
+        0xB2,
+        3000,
+        Duration::from_millis(10),
+        3000,
+    );
+    let before = viewer
+        .collect(Duration::from_secs(10), |got| got.len() >= 30)
+        .await;
+    assert!(
+        before.len() >= 30 && before.iter().all(|p| tag_of(p) == 0xB1),
+        "only cam before the update"
+    );
+
+    // Switch the pulled transceiver to the other track.
+    let (status, body) = server
+        .v1(Method::PUT, &app, &format!("sessions/{session}/tracks/update"), Some(json!({"tracks": [{"location": "remote", "mid": mid, "sessionId": pub_session, "trackName": "screen"}]})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["tracks"][0].get("errorCode").is_none(), "{body}");
+    let after = viewer
+        .collect(Duration::from_secs(10), |got| {
+            got.iter().filter(|p| tag_of(p) == 0xB2).count() >= 30
+        })
+        .await;
+    let switched: Vec<_> = after.iter().filter(|p| tag_of(p) == 0xB2).collect();
+    assert!(switched.len() >= 30, "screen arrives after the update");
+    assert_eq!(
+        switched[0].ssrc, before[0].ssrc,
+        "same transceiver, same SSRC"
+    );
+    let last_cam = after
+        .iter()
+        .rev()
+        .find(|p| tag_of(p) == 0xB1)
+        .or(before.last())
+        .expect("a cam packet");
+    let gap = switched[0].seq.wrapping_sub(last_cam.seq);
+    assert!(
+        gap >= 1 && gap < 100,
+        "sequence numbers continue across the switch (gap {gap})"
+    );
+    let (_, status_body) = server
+        .v1(Method::GET, &app, &format!("sessions/{session}"), None)
+        .await;
+    assert_eq!(
+        status_body["tracks"][0]["trackName"], "screen",
+        "{status_body}"
+    );
+
+    // An update to a missing track is a per-track error.
+    let (status, body) = server
+        .v1(Method::PUT, &app, &format!("sessions/{session}/tracks/update"), Some(json!({"tracks": [{"location": "remote", "mid": mid, "sessionId": pub_session, "trackName": "ghost"}]})))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["tracks"][0]["errorCode"], "not_found");
+
+    // Close without force and without an offer: the SFU offers, the client answers.
+    let (status, body) = server
+        .v1(
+            Method::PUT,
+            &app,
+            &format!("sessions/{session}/tracks/close"),
+            Some(json!({"tracks": [{"mid": mid}], "force": false})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["requiresImmediateRenegotiation"], true, "{body}");
+    let answer = viewer
+        .answer(body["sessionDescription"]["sdp"].as_str().expect("offer"))
+        .await;
+    let (status, body) = server
+        .v1(
+            Method::PUT,
+            &app,
+            &format!("sessions/{session}/renegotiate"),
+            Some(json!({"sessionDescription": {"type": "answer", "sdp": answer}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, status_body) = server
+        .v1(Method::GET, &app, &format!("sessions/{session}"), None)
+        .await;
+    assert_eq!(
+        status_body["tracks"].as_array().map(Vec::len),
+        Some(0),
+        "{status_body}"
+    );
+
+    // Close with force on the publisher: the track disappears for new pulls.
+    let pub_mids = peer::mids(&publisher.pc.local_description().await.expect("local").sdp);
+    let (status, body) = server
+        .v1(
+            Method::PUT,
+            &app,
+            &format!("sessions/{pub_session}/tracks/close"),
+            Some(json!({"tracks": [{"mid": pub_mids[0].1}], "force": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["requiresImmediateRenegotiation"], false);
+    assert_eq!(body["tracks"][0]["trackName"], "cam");
+    let other = server.new_session(&app).await;
+    let (_, body) = server.v1(Method::POST, &app, &format!("sessions/{other}/tracks/new"), Some(json!({"tracks": [{"location": "remote", "sessionId": pub_session, "trackName": "cam"}]}))).await;
+    assert_eq!(body["tracks"][0]["errorCode"], "not_found", "{body}");
+
+    a.abort();
+    b.abort();
+
+    // Egress reached the meter under the app's account.
+    let account = server.tp.account_id.clone();
+    let mut metered = 0.0;
+    for _ in 0..100 {
+        let row = sqlx::query("SELECT COALESCE(SUM(quantity), 0.0) FROM usage_hourly WHERE account_id = $1 AND metric = $2")
+            .bind(&account)
+            .bind("calls.egress_bytes")
+            .fetch_one(server.tp.platform.db.pool())
+            .await
+            .expect("usage query");
+        metered = row.get::<f64, _>(0);
+        if metered > 10_000.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(metered > 10_000.0, "egress bytes are metered ({metered})");
+    publisher.close().await;
+    viewer.close().await;
+}
