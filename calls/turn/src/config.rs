@@ -6,11 +6,12 @@ use std::{net::IpAddr, path::PathBuf};
 #[command(next_help_heading = "TURN")]
 pub struct TurnConfig {
     /// Run the TURN/STUN listeners (the keys API is served either way).
-    #[arg(long = "turn-enabled", env = "MEDIAPLANE_TURN_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(id = "turn_enabled", long = "turn-enabled", env = "MEDIAPLANE_TURN_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub enabled: bool,
 
     /// STUN/TURN over UDP listen address; empty disables it.
     #[arg(
+        id = "turn_udp_addr",
         long = "turn-udp-addr",
         env = "MEDIAPLANE_TURN_UDP_ADDR",
         default_value = "0.0.0.0:3478"
@@ -19,6 +20,7 @@ pub struct TurnConfig {
 
     /// TURN over TCP listen address; empty disables it.
     #[arg(
+        id = "turn_tcp_addr",
         long = "turn-tcp-addr",
         env = "MEDIAPLANE_TURN_TCP_ADDR",
         default_value = "0.0.0.0:3478"
@@ -27,6 +29,7 @@ pub struct TurnConfig {
 
     /// TURN over TLS listen address; empty disables it.
     #[arg(
+        id = "turn_tls_addr",
         long = "turn-tls-addr",
         env = "MEDIAPLANE_TURN_TLS_ADDR",
         default_value = "0.0.0.0:5349"
@@ -35,22 +38,25 @@ pub struct TurnConfig {
 
     /// PEM certificate chain for TURN over TLS (default: a self-signed certificate made at start).
     #[arg(
+        id = "turn_tls_cert",
         long = "turn-tls-cert",
         env = "MEDIAPLANE_TURN_TLS_CERT",
-        requires = "tls_key"
+        requires = "turn_tls_key"
     )]
     pub tls_cert: Option<PathBuf>,
 
     /// PEM private key for `--turn-tls-cert`.
     #[arg(
+        id = "turn_tls_key",
         long = "turn-tls-key",
         env = "MEDIAPLANE_TURN_TLS_KEY",
-        requires = "tls_cert"
+        requires = "turn_tls_cert"
     )]
     pub tls_key: Option<PathBuf>,
 
     /// Local IP relay sockets bind to.
     #[arg(
+        id = "turn_relay_ip",
         long = "turn-relay-ip",
         env = "MEDIAPLANE_TURN_RELAY_IP",
         default_value = "0.0.0.0"
@@ -59,11 +65,16 @@ pub struct TurnConfig {
 
     /// IP announced to clients as the relayed address (the public IP behind NAT). Default: the
     /// relay IP, or the host's primary IP when the relay IP is a wildcard.
-    #[arg(long = "turn-external-ip", env = "MEDIAPLANE_TURN_EXTERNAL_IP")]
+    #[arg(
+        id = "turn_external_ip",
+        long = "turn-external-ip",
+        env = "MEDIAPLANE_TURN_EXTERNAL_IP"
+    )]
     pub external_ip: Option<IpAddr>,
 
     /// Lowest relay port.
     #[arg(
+        id = "turn_relay_port_min",
         long = "turn-relay-port-min",
         env = "MEDIAPLANE_TURN_RELAY_PORT_MIN",
         default_value_t = 49152
@@ -72,6 +83,7 @@ pub struct TurnConfig {
 
     /// Highest relay port.
     #[arg(
+        id = "turn_relay_port_max",
         long = "turn-relay-port-max",
         env = "MEDIAPLANE_TURN_RELAY_PORT_MAX",
         default_value_t = 65535
@@ -80,6 +92,7 @@ pub struct TurnConfig {
 
     /// Realm of the long-term credentials.
     #[arg(
+        id = "turn_realm",
         long = "turn-realm",
         env = "MEDIAPLANE_TURN_REALM",
         default_value = "mediaplane"
@@ -88,20 +101,25 @@ pub struct TurnConfig {
 
     /// Host name put in the `stun:`/`turn:`/`turns:` URLs the credentials API returns
     /// (default: the host of the public URL).
-    #[arg(long = "turn-public-host", env = "MEDIAPLANE_TURN_PUBLIC_HOST")]
+    #[arg(
+        id = "turn_public_host",
+        long = "turn-public-host",
+        env = "MEDIAPLANE_TURN_PUBLIC_HOST"
+    )]
     pub public_host: Option<String>,
 
     /// Let relays reach loopback peers (127.0.0.0/8, ::1). Only for tests and single-host setups.
-    #[arg(long = "turn-allow-loopback-peers", env = "MEDIAPLANE_TURN_ALLOW_LOOPBACK_PEERS", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(id = "turn_allow_loopback_peers", long = "turn-allow-loopback-peers", env = "MEDIAPLANE_TURN_ALLOW_LOOPBACK_PEERS", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_loopback_peers: bool,
 
     /// Let relays reach private and link-local peers (10/8, 172.16/12, 192.168/16, 169.254/16,
     /// 100.64/10, fc00::/7, fe80::/10).
-    #[arg(long = "turn-allow-private-peers", env = "MEDIAPLANE_TURN_ALLOW_PRIVATE_PEERS", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(id = "turn_allow_private_peers", long = "turn-allow-private-peers", env = "MEDIAPLANE_TURN_ALLOW_PRIVATE_PEERS", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_private_peers: bool,
 
     /// Allocations one username may hold at once.
     #[arg(
+        id = "turn_user_quota",
         long = "turn-user-quota",
         env = "MEDIAPLANE_TURN_USER_QUOTA",
         default_value_t = 10
@@ -110,6 +128,7 @@ pub struct TurnConfig {
 
     /// Allocations the server holds at most.
     #[arg(
+        id = "turn_total_quota",
         long = "turn-total-quota",
         env = "MEDIAPLANE_TURN_TOTAL_QUOTA",
         default_value_t = 10_000
@@ -118,6 +137,7 @@ pub struct TurnConfig {
 
     /// Longest allocation lifetime a client may request, in seconds.
     #[arg(
+        id = "turn_max_lifetime_secs",
         long = "turn-max-lifetime-secs",
         env = "MEDIAPLANE_TURN_MAX_LIFETIME_SECS",
         default_value_t = 3600
@@ -126,6 +146,7 @@ pub struct TurnConfig {
 
     /// How long a nonce stays valid, in seconds (then clients get 438 and retry).
     #[arg(
+        id = "turn_nonce_lifetime_secs",
         long = "turn-nonce-lifetime-secs",
         env = "MEDIAPLANE_TURN_NONCE_LIFETIME_SECS",
         default_value_t = 600
@@ -134,6 +155,7 @@ pub struct TurnConfig {
 
     /// How often keys and revocations are reloaded from the database (other instances' changes), ms.
     #[arg(
+        id = "turn_key_reload_ms",
         long = "turn-key-reload-ms",
         env = "MEDIAPLANE_TURN_KEY_RELOAD_MS",
         default_value_t = 5000
