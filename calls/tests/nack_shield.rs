@@ -63,7 +63,7 @@ async fn lossy_proxy(
                         Some(pt) if pt == VP8_PT => {
                             counts.rtp.fetch_add(1, Ordering::Relaxed);
                             n_media += 1;
-                            if n_media % drop_every == 0 {
+                            if n_media.is_multiple_of(drop_every) {
                                 counts.dropped.fetch_add(1, Ordering::Relaxed);
                                 continue;
                             }

@@ -136,7 +136,6 @@ impl Peer {
                 RTCRtpCodecParameters {
                     rtp_codec: opus(),
                     payload_type: OPUS_PT,
-                    ..Default::default()
                 },
                 RtpCodecKind::Audio,
             )
@@ -146,7 +145,6 @@ impl Peer {
                 RTCRtpCodecParameters {
                     rtp_codec: vp8(),
                     payload_type: VP8_PT,
-                    ..Default::default()
                 },
                 RtpCodecKind::Video,
             )
@@ -164,7 +162,6 @@ impl Peer {
                     RTCRtpCodecParameters {
                         rtp_codec: codec,
                         payload_type: 97,
-                        ..Default::default()
                     },
                     RtpCodecKind::Video,
                 )
