@@ -311,11 +311,3 @@ async fn verify_token(caller: Caller) -> Json<serde_json::Value> {
         "scopes": caller.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
     }))
 }
-
-/// Reads a response body as JSON (`Null` if it is not JSON); for tests.
-pub async fn body_json(response: Response) -> serde_json::Value {
-    let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024 * 1024)
-        .await
-        .unwrap_or_default();
-    serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)
-}

@@ -379,6 +379,18 @@ pub async fn insert_segment(db: &Db, video_id: &str, s: &SegmentRow) -> Result<(
     tx.commit().await
 }
 
+/// Maps a row of `SELECT seq, init_idx, start_ticks, duration_ticks, size_bytes, discontinuity`.
+fn segment_from_row(r: &sqlx::any::AnyRow) -> Result<SegmentRow, sqlx::Error> {
+    Ok(SegmentRow {
+        seq: r.try_get(0)?,
+        init_idx: r.try_get(1)?,
+        start_ticks: r.try_get(2)?,
+        duration_ticks: r.try_get(3)?,
+        size_bytes: r.try_get(4)?,
+        discontinuity: r.try_get::<i64, _>(5)? != 0,
+    })
+}
+
 pub async fn list_segments(db: &Db, video_id: &str) -> Result<Vec<SegmentRow>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT seq, init_idx, start_ticks, duration_ticks, size_bytes, discontinuity FROM stream_segments WHERE video_id = $1 ORDER BY seq",
@@ -386,18 +398,7 @@ pub async fn list_segments(db: &Db, video_id: &str) -> Result<Vec<SegmentRow>, s
     .bind(video_id)
     .fetch_all(db.pool())
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(SegmentRow {
-                seq: r.try_get(0)?,
-                init_idx: r.try_get(1)?,
-                start_ticks: r.try_get(2)?,
-                duration_ticks: r.try_get(3)?,
-                size_bytes: r.try_get(4)?,
-                discontinuity: r.try_get::<i64, _>(5)? != 0,
-            })
-        })
-        .collect()
+    rows.iter().map(segment_from_row).collect()
 }
 
 pub async fn get_segment(
@@ -426,16 +427,5 @@ async fn list_segment_range(
     .bind(to)
     .fetch_all(db.pool())
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(SegmentRow {
-                seq: r.try_get(0)?,
-                init_idx: r.try_get(1)?,
-                start_ticks: r.try_get(2)?,
-                duration_ticks: r.try_get(3)?,
-                size_bytes: r.try_get(4)?,
-                discontinuity: r.try_get::<i64, _>(5)? != 0,
-            })
-        })
-        .collect()
+    rows.iter().map(segment_from_row).collect()
 }
