@@ -1,21 +1,51 @@
 //! Times RetinaFace on tract: the network alone (to compare with onnxruntime) and the whole `detect`.
 //!
-//! `cargo run -p images-faces --example bench_faces -- [--size 320] [--threads 1] [--iters 20]
+//! `cargo run --release -p images-faces --example bench_faces -- [--size 480] [--threads 1] [--iters 20]
 //!  [--image path.png] [--dump-input path.f32]`
 //! `--dump-input` writes the exact network input (little-endian f32, NCHW) so another runtime can be timed on
-//! the same tensor. Prints one `key=value` line per figure.
+//! the same tensor. Prints one `key=value` line per figure: medians, and minima (the least disturbed run, which
+//! matters on a shared machine). `scripts/bench-faces.sh` runs it in release, as production does.
 
 use std::time::Instant;
 
-use images_faces::FaceDetector;
+use images_faces::{FaceDetector, DEFAULT_INPUT_SIZE};
 
 fn median_ms(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(f64::total_cmp);
     samples[samples.len() / 2]
 }
 
+fn min_ms(samples: &[f64]) -> f64 {
+    samples.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+/// Milliseconds this thread has spent on a CPU. With one thread, tract and onnxruntime run the network on the
+/// calling thread, so this is the figure other processes on a shared machine disturb least.
+fn thread_cpu_ms() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; this clock id exists on every Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1000.0 + ts.tv_nsec as f64 / 1e6
+}
+
+fn time_ms(
+    iters: usize,
+    mut f: impl FnMut() -> Result<(), Box<dyn std::error::Error>>,
+) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+    let mut samples = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let t = Instant::now();
+        f()?;
+        samples.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(samples)
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut size = 320u32;
+    let mut size = DEFAULT_INPUT_SIZE;
     let mut threads = 1usize;
     let mut iters = 20usize;
     let mut image_path =
@@ -50,21 +80,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..3 {
         detector.run_network(&input)?;
     }
-    let mut network = Vec::with_capacity(iters);
+    let network = time_ms(iters, || Ok(detector.run_network(&input)?))?;
+    let mut network_cpu = Vec::with_capacity(iters);
     for _ in 0..iters {
-        let t = Instant::now();
+        let t = thread_cpu_ms();
         detector.run_network(&input)?;
-        network.push(t.elapsed().as_secs_f64() * 1000.0);
+        network_cpu.push(thread_cpu_ms() - t);
     }
-    let mut full = Vec::with_capacity(iters);
+    // Preprocessing alone (scale + pad + BGR planes), to show it is not where the time goes.
+    let letterbox = time_ms(iters, || {
+        std::hint::black_box(detector.network_input(&image));
+        Ok(())
+    })?;
     let mut faces = Vec::new();
-    for _ in 0..iters {
-        let t = Instant::now();
+    let full = time_ms(iters, || {
         faces = detector.detect(&image)?;
-        full.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
+        Ok(())
+    })?;
     println!("size={size} threads={threads} iters={iters}");
-    println!("tract_network_median_ms={:.2}", median_ms(network));
+    println!("tract_network_median_ms={:.2}", median_ms(network.clone()));
+    println!("tract_network_min_ms={:.2}", min_ms(&network));
+    // Only meaningful with one thread: the matmul pool's threads are not counted.
+    println!(
+        "tract_network_thread_cpu_median_ms={:.2}",
+        median_ms(network_cpu)
+    );
+    println!("tract_letterbox_median_ms={:.2}", median_ms(letterbox));
     println!("tract_detect_median_ms={:.2}", median_ms(full));
     println!("faces={}", faces.len());
     for f in &faces {

@@ -77,16 +77,7 @@ impl FaceDetector {
             return Err(FaceError::InvalidInputSize(input_size));
         }
         let model_error = |e: TractError| FaceError::Model(format!("{e:#}"));
-        let side = input_size as usize;
-        // tract must know the concrete input shape before optimising: with a symbolic shape the FPN's
-        // Resize nodes fail at run time.
-        let plan = tract_onnx::onnx()
-            .model_for_read(&mut Cursor::new(model))
-            .map_err(model_error)?
-            .with_input_fact(0, f32::fact([1, 3, side, side]).into())
-            .map_err(model_error)?
-            .into_optimized()
-            .map_err(model_error)?
+        let plan = optimised_model(model, input_size, &[])?
             .into_runnable_with_options(&RunOptions {
                 executor: Some(executor(threads)),
                 ..RunOptions::default()
@@ -214,6 +205,85 @@ impl FaceDetector {
             ))),
         }
     }
+}
+
+/// The optimised tract model [`FaceDetector`] runs for `input_size`×`input_size` inputs, with tract's named
+/// model transforms `extra_transforms` (e.g. `conv_nhwc`, `f32_to_f16`) applied after decluttering.
+/// `FaceDetector` passes none; this is public so `examples/profile_faces.rs` can time exactly the same graph
+/// and try variants of it.
+#[doc(hidden)]
+pub fn optimised_model(
+    model: &[u8],
+    input_size: u32,
+    extra_transforms: &[&str],
+) -> Result<TypedModel, FaceError> {
+    let model_error = |e: TractError| FaceError::Model(format!("{e:#}"));
+    let side = input_size as usize;
+    // tract must know the concrete input shape before optimising: with a symbolic shape the FPN's
+    // Resize nodes fail at run time, and the convolution strategies are picked from concrete sizes.
+    let mut typed = tract_onnx::onnx()
+        .model_for_read(&mut Cursor::new(model))
+        .map_err(model_error)?
+        .with_input_fact(0, f32::fact([1, 3, side, side]).into())
+        .map_err(model_error)?
+        .into_typed()
+        .map_err(model_error)?
+        .into_decluttered()
+        .map_err(model_error)?;
+    lower_nearest_resizes(&mut typed).map_err(model_error)?;
+    for name in extra_transforms {
+        tract_onnx::tract_core::transform::get_transform(name)
+            .map_err(model_error)?
+            .ok_or_else(|| FaceError::Model(format!("unknown tract transform {name}")))?
+            .transform(&mut typed)
+            .map_err(model_error)?;
+    }
+    typed.into_optimized().map_err(model_error)
+}
+
+/// The FPN upsamples with ONNX `Resize(mode=nearest, sizes=<shape of the finer level>)`. tract lowers a
+/// nearest Resize to its fast `NearestUpsample` (whole-row copies) only when it is given *scales*; with
+/// *sizes* it keeps the generic per-axis resampler, which cost ~5 % of the network (perf, 480×480). Once the
+/// input shape is fixed the sizes are constants, so the integer scales are known: where tract's own plan for
+/// the axis is exact pixel replication, the node is swapped for `NearestUpsample` (same values, bit for bit).
+fn lower_nearest_resizes(model: &mut TypedModel) -> TractResult<()> {
+    use tract_onnx::tract_core::ops::nn::resize::{
+        is_pixel_replication, lower_nearest_integer_upsample,
+    };
+    use tract_onnx::tract_core::ops::nn::{Interpolator, Resize};
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let Some(op) = node.op_as::<Resize>() else {
+            continue;
+        };
+        if op.interpolator != Interpolator::Nearest {
+            continue;
+        }
+        let input = model.outlet_fact(node.inputs[0])?;
+        let output = model.outlet_fact(OutletId::new(id, 0))?;
+        let (Some(input), Some(output)) = (input.shape.as_concrete(), output.shape.as_concrete())
+        else {
+            continue;
+        };
+        if input.len() != output.len()
+            || input.iter().zip(output).any(|(i, o)| *i == 0 || o % i != 0)
+        {
+            continue;
+        }
+        let scales: Vec<usize> = input.iter().zip(output).map(|(i, o)| o / i).collect();
+        let replicates = input
+            .iter()
+            .zip(&scales)
+            .filter(|(_, s)| **s > 1)
+            .all(|(len, s)| is_pixel_replication(&op.plan_axis(*s as f32, *len, len * s), *s));
+        if !replicates || scales.iter().all(|s| *s == 1) {
+            continue;
+        }
+        if let Some(patch) = lower_nearest_integer_upsample(model, node, &scales)? {
+            patch.apply(model)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(feature = "multithread-mm")]
