@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Side-by-side: 4000x3000 JPEG -> 800 px wide JPEG q85 by Mediaplane's transform path, libvips
 # (vipsthumbnail) and ImageMagick (/usr/bin/convert); prints per-run wall and CPU time and ratios.
-# Optional: cached-hit requests/s of a running server with `wrk` (set BENCH_URL to a delivery URL).
-# Needs: libvips-tools, imagemagick (scripts/deps/apt.txt). Runs: RUNS (default 10).
+# Then cached-hit requests/s with `wrk` against a real Images server (examples/bench_serve.rs: SQLite + local
+# disk, the derivative already cached), or against BENCH_URL if set.
+# Needs: libvips-tools, imagemagick, wrk, bc (scripts/deps/apt.txt). Runs: RUNS (default 10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/mediaplane/target}"
@@ -12,6 +13,7 @@ trap 'rm -rf "$WORK"' EXIT
 
 CONVERT=/usr/bin/convert
 command -v vipsthumbnail >/dev/null || { echo "vipsthumbnail missing (apt-get install libvips-tools)"; exit 1; }
+command -v wrk >/dev/null || { echo "wrk missing (apt-get install wrk)"; exit 1; }
 [ -x "$CONVERT" ] || { echo "$CONVERT missing (apt-get install imagemagick)"; exit 1; }
 
 IN="$WORK/big.jpg"
@@ -19,7 +21,7 @@ IN="$WORK/big.jpg"
 "$CONVERT" -size 4000x3000 plasma:fractal -quality 92 "$IN"
 echo "input: $(stat -c %s "$IN") bytes, 4000x3000"
 
-cargo build -q -p images --example bench_transform
+cargo build -q -p images --example bench_transform --example bench_serve
 BIN="$CARGO_TARGET_DIR/debug/examples/bench_transform"
 
 # Runs "$@" RUNS times; prints the mean wall and CPU (user+sys) seconds per run.
@@ -53,7 +55,19 @@ echo "ratio wall  mediaplane/vips: $(ratio "$MP_WALL" "$VIPS_WALL")  baseline/vi
 echo "ratio cpu   mediaplane/vips: $(ratio "$MP_CPU" "$VIPS_CPU")  baseline/vips: $(ratio "$MPB_CPU" "$VIPS_CPU")  mediaplane/imagemagick: $(ratio "$MP_CPU" "$IM_CPU")"
 echo "(ratio < 1 means Mediaplane is faster)"
 
-if [ -n "${BENCH_URL:-}" ] && command -v wrk >/dev/null; then
-  echo "cached hits: wrk -t2 -c16 -d5s $BENCH_URL"
-  wrk -t2 -c16 -d5s "$BENCH_URL" | grep -E "Requests/sec|Latency"
+# Cached hits: the server answers from the stored derivative (ETag, Cache-Control), no transform.
+WRK_ARGS=(-t2 -c32 -d"${WRK_SECONDS:-5}"s)
+if [ -n "${BENCH_URL:-}" ]; then
+  URL="$BENCH_URL"
+else
+  coproc SERVER { "$CARGO_TARGET_DIR/debug/examples/bench_serve" "$IN" "width=800,quality=85"; }
+  read -r URL <&"${SERVER[0]}"
+fi
+echo "cached hits: wrk ${WRK_ARGS[*]} $URL"
+WRK_OUT="$(wrk "${WRK_ARGS[@]}" "$URL")"
+echo "$WRK_OUT" | grep -E "Latency|Requests/sec|Non-2xx" || true
+echo "cached-hit requests/s: $(echo "$WRK_OUT" | awk '/Requests\/sec/ {print $2}')"
+if [ -z "${BENCH_URL:-}" ]; then
+  exec {SERVER[1]}>&-
+  wait "$SERVER_PID" 2>/dev/null || true
 fi

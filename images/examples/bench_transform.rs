@@ -31,7 +31,8 @@ fn main() {
         let start = Instant::now();
         let probe = transform::probe(&data, &limits).expect("probe");
         let out = transform::choose_output(opts.format, probe.format, false, "").expect("format");
-        let result = transform::transform(&data, &probe, &opts, out, None).expect("transform");
+        let result =
+            transform::transform(&data, &probe, &opts, out, None, None).expect("transform");
         times.push(start.elapsed().as_secs_f64() * 1000.0);
         output = Some(result);
     }

@@ -80,39 +80,58 @@ impl Engine {
         Fut: Future<Output = Result<Bytes, E>>,
         E: From<ApiError>,
     {
-        if let Some(hit) = storage
-            .get(key)
-            .await
-            .map_err(|e| E::from(ApiError::from(e)))?
-        {
-            return Ok((hit, false));
-        }
-        let gate = lock(&self.inflight)
-            .entry(key.as_str().to_string())
-            .or_default()
-            .clone();
-        let result = async {
-            let _turn = gate.lock().await;
-            // Someone else may have finished while we waited.
-            if let Some(hit) = storage
+        let lookup = || async {
+            storage
                 .get(key)
                 .await
-                .map_err(|e| E::from(ApiError::from(e)))?
-            {
-                return Ok((hit, false));
-            }
+                .map_err(|e| E::from(ApiError::from(e)))
+        };
+        self.single_flight(key.as_str(), lookup, || async {
             let bytes = compute().await?;
             self.computed.fetch_add(1, Ordering::Relaxed);
             if let Err(e) = storage.put(key, bytes.clone()).await {
                 // Serving still works; the next request recomputes.
                 tracing::warn!(key = %key, error = %e, "storing a derivative failed");
             }
-            Ok((bytes, true))
+            Ok(bytes)
+        })
+        .await
+    }
+
+    /// `lookup()`'s value, or `compute()`'s when there is none, computed at most once at a time per
+    /// `name` in this process: concurrent callers wait for the first and then look up its result
+    /// (`compute` must make it visible to `lookup`). Returns the value and whether this call computed it.
+    pub async fn single_flight<T, L, LF, C, CF, E>(
+        &self,
+        name: &str,
+        lookup: L,
+        compute: C,
+    ) -> Result<(T, bool), E>
+    where
+        L: Fn() -> LF,
+        LF: Future<Output = Result<Option<T>, E>>,
+        C: FnOnce() -> CF,
+        CF: Future<Output = Result<T, E>>,
+    {
+        if let Some(hit) = lookup().await? {
+            return Ok((hit, false));
+        }
+        let gate = lock(&self.inflight)
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        let result = async {
+            let _turn = gate.lock().await;
+            // Someone else may have finished while we waited.
+            if let Some(hit) = lookup().await? {
+                return Ok((hit, false));
+            }
+            Ok((compute().await?, true))
         }
         .await;
         let mut inflight = lock(&self.inflight);
         if Arc::strong_count(&gate) <= 2 {
-            inflight.remove(key.as_str());
+            inflight.remove(name);
         }
         result
     }

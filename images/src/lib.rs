@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod engine;
+pub mod faces;
 pub mod fetch;
 pub mod signing;
 pub mod store;
@@ -110,6 +111,23 @@ pub struct ImagesConfig {
         default_value_t = 86_400
     )]
     pub browser_ttl_secs: u64,
+
+    /// RetinaFace ONNX model for `gravity=face|auto` (a RetinaFace-compatible export); empty = the copy of
+    /// models/retinaface_mv1_0.25.onnx built into the binary.
+    #[arg(
+        long = "images-face-model",
+        env = "MEDIAPLANE_IMAGES_FACE_MODEL",
+        default_value = ""
+    )]
+    pub face_model: String,
+
+    /// Letterbox side the face detector runs at (multiple of 32; 480 measured best, see docs/faces.md).
+    #[arg(
+        long = "images-face-input-size",
+        env = "MEDIAPLANE_IMAGES_FACE_INPUT_SIZE",
+        default_value_t = images_faces::DEFAULT_INPUT_SIZE
+    )]
+    pub face_input_size: u32,
 }
 
 impl ImagesConfig {
@@ -180,7 +198,8 @@ impl ImagesService {
     pub async fn start(platform: Platform, mut config: ImagesConfig) -> Result<Self, ImagesError> {
         config.validate()?;
         let engine = engine::Engine::new(&config);
-        let state = api::AppState(Arc::new(api::Inner::new(platform, config, engine)));
+        let faces = faces::Faces::start(&config)?;
+        let state = api::AppState(Arc::new(api::Inner::new(platform, config, engine, faces)));
         tracing::info!(prefix = %state.0.config.delivery_prefix, "images service started");
         Ok(Self { state })
     }

@@ -100,6 +100,20 @@ pub struct StoredOriginal<'a> {
     pub sha256: &'a str,
 }
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds what the probe and upload learned about an original, in column order: format, width,
+/// height, animated, size_bytes, sha256 (shared by uploads and completed direct uploads).
+fn bind_original_facts<'q>(query: AnyQuery<'q>, original: &'q StoredOriginal<'_>) -> AnyQuery<'q> {
+    query
+        .bind(original.probe.format.as_str())
+        .bind(original.probe.width as i64)
+        .bind(original.probe.height as i64)
+        .bind(flag(original.probe.animated))
+        .bind(original.size)
+        .bind(original.sha256)
+}
+
 /// Inserts a finished image. Returns false if the id is taken.
 pub async fn insert_image(
     db: &Db,
@@ -108,7 +122,7 @@ pub async fn insert_image(
     original: &StoredOriginal<'_>,
 ) -> Result<bool, sqlx::Error> {
     let now = now_ms();
-    let result = sqlx::query(
+    let query = sqlx::query(
         "INSERT INTO images (account_id, id, storage_uid, filename, custom_id, original_object, meta, require_signed, draft, \
          upload_token_sha256, upload_expires_at, format, width, height, animated, size_bytes, sha256, version, created_at, uploaded_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, NULL, NULL, $9, $10, $11, $12, $13, $14, 1, $15, $15) \
@@ -121,16 +135,11 @@ pub async fn insert_image(
     .bind(flag(new.custom_id))
     .bind(original.object.as_str())
     .bind(new.meta.to_string())
-    .bind(flag(new.require_signed))
-    .bind(original.probe.format.as_str())
-    .bind(original.probe.width as i64)
-    .bind(original.probe.height as i64)
-    .bind(flag(original.probe.animated))
-    .bind(original.size)
-    .bind(original.sha256)
-    .bind(now)
-    .execute(db.pool())
-    .await?;
+    .bind(flag(new.require_signed));
+    let result = bind_original_facts(query, original)
+        .bind(now)
+        .execute(db.pool())
+        .await?;
     Ok(result.rows_affected() == 1)
 }
 
@@ -180,23 +189,18 @@ pub async fn complete_draft(
     original: &StoredOriginal<'_>,
 ) -> Result<bool, sqlx::Error> {
     let now = now_ms();
-    let result = sqlx::query(
+    let query = sqlx::query(
         "UPDATE images SET draft = 0, filename = $2, original_object = $3, format = $4, width = $5, height = $6, animated = $7, \
          size_bytes = $8, sha256 = $9, uploaded_at = $10 \
          WHERE upload_token_sha256 = $1 AND draft = 1 AND upload_expires_at > $10",
     )
     .bind(token_sha256)
     .bind(filename)
-    .bind(original.object.as_str())
-    .bind(original.probe.format.as_str())
-    .bind(original.probe.width as i64)
-    .bind(original.probe.height as i64)
-    .bind(flag(original.probe.animated))
-    .bind(original.size)
-    .bind(original.sha256)
-    .bind(now)
-    .execute(db.pool())
-    .await?;
+    .bind(original.object.as_str());
+    let result = bind_original_facts(query, original)
+        .bind(now)
+        .execute(db.pool())
+        .await?;
     Ok(result.rows_affected() == 1)
 }
 
@@ -294,12 +298,55 @@ pub async fn update_image(
 }
 
 pub async fn delete_image(db: &Db, account_id: &str, id: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM image_faces WHERE storage_uid IN (SELECT storage_uid FROM images WHERE account_id = $1 AND id = $2)",
+    )
+    .bind(account_id)
+    .bind(id)
+    .execute(db.pool())
+    .await?;
     let result = sqlx::query("DELETE FROM images WHERE account_id = $1 AND id = $2")
         .bind(account_id)
         .bind(id)
         .execute(db.pool())
         .await?;
     Ok(result.rows_affected() == 1)
+}
+
+/// The detected faces (JSON, see `faces::FaceInfo`) of one original version, if detected yet.
+pub async fn get_faces(
+    db: &Db,
+    storage_uid: &str,
+    version: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query("SELECT faces FROM image_faces WHERE storage_uid = $1 AND version = $2")
+        .bind(storage_uid)
+        .bind(version)
+        .fetch_optional(db.pool())
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()
+}
+
+/// Records detected faces; the first writer wins (detections of one version are interchangeable).
+pub async fn put_faces(
+    db: &Db,
+    storage_uid: &str,
+    version: i64,
+    faces_json: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO image_faces (storage_uid, version, faces, detected_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (storage_uid, version) DO NOTHING",
+    )
+    .bind(storage_uid)
+    .bind(version)
+    .bind(faces_json)
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(())
 }
 
 // ---- per-account settings, variants, signing keys -------------------------------------------

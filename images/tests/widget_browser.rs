@@ -26,21 +26,6 @@ fn node_modules() -> Option<PathBuf> {
         .find(|p| p.join("playwright-core").is_dir())
 }
 
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(name))
-            .find(|p| p.is_file())
-    })
-}
-
-fn skip_or_fail(what: &str) {
-    if std::env::var("MEDIAPLANE_TEST_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
-        panic!("{what} is required (MEDIAPLANE_TEST_REQUIRE_EXTERNAL=1) but not installed");
-    }
-    println!("skipped: {what} not installed");
-}
-
 #[tokio::test]
 async fn widget_uploads_a_jpeg_in_chromium() {
     let Some(modules) = node_modules() else {

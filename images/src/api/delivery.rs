@@ -16,7 +16,11 @@ use super::{fetch_error, invalid_option, transform_error, AppState, Inner};
 use crate::{
     signing,
     store::{self, ImageRow},
-    transform::{self, options::MetadataMode, Probe, TransformOptions},
+    transform::{
+        self,
+        options::{Gravity, MetadataMode},
+        Probe, TransformOptions,
+    },
 };
 
 fn signature_error(e: signing::SignatureError) -> ApiError {
@@ -109,6 +113,15 @@ fn variant_options(options: &serde_json::Value) -> TransformOptions {
         o.width = transform::options::Width::Px(w as u32);
     }
     o.height = options["height"].as_u64().map(|h| h as u32);
+    // Extension: `gravity` and `zoom` (validated when the variant was saved).
+    if let Some(gravity) = options["gravity"].as_str() {
+        if let Ok(parsed) = TransformOptions::parse(&format!("gravity={gravity}")) {
+            o.gravity = parsed.gravity;
+        }
+    }
+    if let Some(zoom) = options["zoom"].as_f64() {
+        o.zoom = (zoom as f32).clamp(0.0, 1.0);
+    }
     o.metadata = match options["metadata"].as_str() {
         Some("keep") => MetadataMode::Keep,
         Some("copyright") => MetadataMode::Copyright,
@@ -295,7 +308,6 @@ pub async fn serve(
     private: bool,
     count_unique: bool,
 ) -> Result<Response, ApiError> {
-    transform::pipeline::check_supported(&opts).map_err(transform_error)?;
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -318,6 +330,8 @@ pub async fn serve(
     let digest = sha_hex(&[&identity, &canonical, out.key(), &hint_text]);
     let etag = format!("\"{}\"", &digest[..32]);
     let key = prefix.join(&["d", &format!("{}.{}", &digest[..40], out.key())])?;
+    let needs_faces = matches!(opts.gravity, Gravity::Face | Gravity::Auto)
+        || out == transform::OutputFormat::Json;
     let cache_control = if private {
         format!("private, max-age={}", state.config.browser_ttl_secs)
     } else {
@@ -392,10 +406,20 @@ pub async fn serve(
                     return Err(ApiError::internal("remote source without bytes"))
                 }
             };
+            // Faces are looked up (or detected once) only on a cache miss that needs them.
+            let faces = match (&source, needs_faces) {
+                (_, false) => None,
+                (Source::Stored(row), true) => {
+                    Some(crate::faces::for_stored(state, row, &data, &probe).await?)
+                }
+                (Source::Remote(_), true) => {
+                    Some(crate::faces::for_remote(state, &prefix, &data, &probe).await?)
+                }
+            };
             let opts = opts.clone();
             let output = state
                 .engine
-                .cpu(move || transform::transform(&data, &probe, &opts, out, hint))
+                .cpu(move || transform::transform(&data, &probe, &opts, out, hint, faces.as_ref()))
                 .await?
                 .map_err(transform_error)?;
             Ok::<_, ApiError>(Bytes::from(output.bytes))

@@ -25,6 +25,7 @@ use serde_json::json;
 
 use crate::{
     engine::Engine,
+    faces::Faces,
     fetch::{FetchError, FetchPolicy},
     store::{ImageRow, Settings},
     transform::{ProbeError, TransformError},
@@ -35,16 +36,18 @@ pub struct Inner {
     pub platform: Platform,
     pub config: ImagesConfig,
     pub engine: Engine,
+    pub faces: Faces,
     /// Widget key → (minute, uploads minted in it): a fixed-window rate limit per key.
     widget_windows: Mutex<HashMap<String, (i64, i64)>>,
 }
 
 impl Inner {
-    pub fn new(platform: Platform, config: ImagesConfig, engine: Engine) -> Self {
+    pub fn new(platform: Platform, config: ImagesConfig, engine: Engine, faces: Faces) -> Self {
         Self {
             platform,
             config,
             engine,
+            faces,
             widget_windows: Mutex::new(HashMap::new()),
         }
     }

@@ -16,7 +16,10 @@ use serde_json::json;
 use super::{invalid_request, AppState};
 use crate::{
     store::{self, VariantRow, WidgetKey},
-    transform::options::{Fit, MAX_OUTPUT_SIDE},
+    transform::{
+        options::{Fit, MAX_OUTPUT_SIDE},
+        TransformOptions,
+    },
 };
 
 type JsonResult = Result<Json<serde_json::Value>, ApiError>;
@@ -68,6 +71,9 @@ pub struct VariantOptions {
     width: Option<u32>,
     height: Option<u32>,
     metadata: Option<String>,
+    /// Extension to Cloudflare's variant options: `gravity` (as in /cdn-cgi/image) and `zoom` (0–1).
+    gravity: Option<String>,
+    zoom: Option<f32>,
 }
 
 /// Checks variant options and returns them in stored form.
@@ -97,6 +103,17 @@ fn check_options(o: &VariantOptions) -> Result<serde_json::Value, ApiError> {
     }
     if let Some(h) = o.height {
         value["height"] = json!(h);
+    }
+    if let Some(g) = &o.gravity {
+        TransformOptions::parse(&format!("gravity={g}"))
+            .map_err(|e| invalid_request(format!("options.gravity: {}", e.reason)))?;
+        value["gravity"] = json!(g);
+    }
+    if let Some(z) = o.zoom {
+        if !(0.0..=1.0).contains(&z) {
+            return Err(invalid_request("options.zoom must be between 0 and 1"));
+        }
+        value["zoom"] = json!(z);
     }
     Ok(value)
 }

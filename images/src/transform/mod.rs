@@ -2,6 +2,7 @@
 //! decode → resize → encode pipeline. Nothing here touches the network, storage or the clock.
 
 pub mod exif;
+pub mod focus;
 pub mod geometry;
 pub mod options;
 pub mod pipeline;

@@ -13,8 +13,9 @@ use image::{codecs, DynamicImage, ImageDecoder, ImageEncoder, RgbaImage};
 
 use super::{
     exif,
+    focus::{self, FaceInfo, Frame},
     geometry::{self, Plan},
-    options::{FormatChoice, Gravity, MetadataMode, TransformOptions},
+    options::{Fit, FormatChoice, Gravity, MetadataMode, TransformOptions},
     probe::{self, Probe, SourceFormat},
 };
 
@@ -23,6 +24,7 @@ pub enum OutputFormat {
     Jpeg { progressive: bool },
     Png,
     Webp,
+    Avif,
     Gif,
     Json,
 }
@@ -33,6 +35,7 @@ impl OutputFormat {
             OutputFormat::Jpeg { .. } => "image/jpeg",
             OutputFormat::Png => "image/png",
             OutputFormat::Webp => "image/webp",
+            OutputFormat::Avif => "image/avif",
             OutputFormat::Gif => "image/gif",
             OutputFormat::Json => "application/json",
         }
@@ -44,6 +47,7 @@ impl OutputFormat {
             OutputFormat::Jpeg { progressive: false } => "bjpeg",
             OutputFormat::Png => "png",
             OutputFormat::Webp => "webp",
+            OutputFormat::Avif => "avif",
             OutputFormat::Gif => "gif",
             OutputFormat::Json => "json",
         }
@@ -52,6 +56,9 @@ impl OutputFormat {
         matches!(self, OutputFormat::Jpeg { .. })
     }
 }
+
+/// rav1e speed (1 slowest/smallest … 10 fastest).
+const AVIF_SPEED: u8 = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransformError {
@@ -63,8 +70,8 @@ pub enum TransformError {
     Encode(String),
 }
 
-/// Picks the output format. `Accept` decides `format=auto`: AVIF is never chosen because this
-/// build has no AVIF encoder (see docs/images.md); WebP if accepted, else the source's format.
+/// Picks the output format. `Accept` decides `format=auto`: AVIF if accepted, else WebP if
+/// accepted, else the source's format (animations always stay in their own format).
 pub fn choose_output(
     choice: FormatChoice,
     source: SourceFormat,
@@ -80,11 +87,12 @@ pub fn choose_output(
     };
     Ok(match choice {
         FormatChoice::Original => original(),
-        // Animations stay in their own format: our WebP encoder writes still images only.
+        // Animations stay in their own format: our WebP and AVIF encoders write still images only.
         FormatChoice::Auto if animated_out => original(),
+        FormatChoice::Auto if accept_allows(accept, "image/avif") => OutputFormat::Avif,
         FormatChoice::Auto if accept_allows(accept, "image/webp") => OutputFormat::Webp,
         FormatChoice::Auto => original(),
-        FormatChoice::Avif => return Err(TransformError::NotSupported("format=avif is not supported by this build (no AVIF encoder); use format=auto, webp or jpeg".into())),
+        FormatChoice::Avif => OutputFormat::Avif,
         FormatChoice::Webp => OutputFormat::Webp,
         FormatChoice::Jpeg => OutputFormat::Jpeg { progressive: true },
         FormatChoice::BaselineJpeg => OutputFormat::Jpeg { progressive: false },
@@ -100,16 +108,6 @@ fn accept_allows(accept: &str, mime: &str) -> bool {
         let refused = fields.any(|f| matches!(f.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
         name.eq_ignore_ascii_case(mime) && !refused
     })
-}
-
-/// `gravity=face|auto` need the images-faces crate; refuse clearly instead of a silent centre crop.
-pub fn check_supported(opts: &TransformOptions) -> Result<(), TransformError> {
-    match opts.gravity {
-        Gravity::Face | Gravity::Auto => Err(TransformError::NotSupported(
-            "gravity=face and gravity=auto are not yet supported (face detection is not wired in yet)".into(),
-        )),
-        _ => Ok(()),
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -171,34 +169,68 @@ fn plan_for(opts: &TransformOptions, prepared: &Prepared, width_hint: Option<u32
     )
 }
 
-/// Transforms `data` (already validated by [`probe::probe`]).
+/// Transforms `data` (already validated by [`probe::probe`]). `faces` are the source's detected faces
+/// (see `crate::faces`); they are required for `gravity=face|auto` and listed in `format=json`.
 pub fn transform(
     data: &[u8],
     source: &Probe,
     opts: &TransformOptions,
     out: OutputFormat,
     width_hint: Option<u32>,
+    faces: Option<&FaceInfo>,
 ) -> Result<Output, TransformError> {
-    check_supported(opts)?;
     let exif_block = match source.format {
         SourceFormat::Jpeg => exif::jpeg_exif(data).map(<[u8]>::to_vec),
         _ => None,
     };
-    let orientation = match (&exif_block, source.format) {
-        (Some(block), _) => exif::orientation(block),
-        (None, SourceFormat::Jpeg) => 1,
-        (None, format) => other_orientation(data, format),
-    };
+    let orientation = source_orientation(data, source.format);
     let prepared = prepare(opts, source.width, source.height, orientation);
-    let plan = plan_for(opts, &prepared, width_hint);
+    let mut plan = plan_for(opts, &prepared, width_hint);
+    let target = opts.target(width_hint);
+    let content_focus = matches!(opts.gravity, Gravity::Face | Gravity::Auto);
+    let crops = content_focus && focus::crops(opts, target);
+    let frame_faces = match (content_focus, faces) {
+        (false, _) => Vec::new(),
+        (true, Some(info)) => focus::faces_in_frame(info, &frame(opts, source, &prepared)),
+        (true, None) => {
+            return Err(TransformError::NotSupported(
+                "gravity=face|auto need the source's detected faces".into(),
+            ))
+        }
+    };
+    let frame_size = (prepared.width as u32, prepared.height as u32);
+    // Face crops are known before decoding (and may be smaller, so they decide the shrink-on-load factor);
+    // auto crops keep the largest size and only move once the pixels are known.
+    if crops {
+        focus::refine(&mut plan, opts, frame_size, &frame_faces, (0.5, 0.5));
+    }
+    // gravity=auto: the saliency focus needs the pixels (the crop size stays, so does the shrink factor).
+    // Animations use the centre blended with faces.
+    let mut decoded = None;
+    if crops && opts.gravity == Gravity::Auto && out != OutputFormat::Gif {
+        let (image, k) = decode(data, source, plan.scale())?;
+        let image = orient_trim_rotate_flip(image, opts, &prepared, k);
+        let salient = images_faces::saliency_focus(&image.to_rgb8());
+        focus::refine(&mut plan, opts, frame_size, &frame_faces, salient);
+        decoded = Some((image, k));
+    }
 
     if out == OutputFormat::Json {
         let (w, h) = plan.output();
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "width": w,
             "height": h,
             "original": { "file_size": data.len(), "width": source.width, "height": source.height, "format": source.format.mime() },
         });
+        // The region used, in pixels of the source after orientation, trim and rotation.
+        let c = plan.crop;
+        body["crop"] = serde_json::json!({
+            "x": c.x.round(), "y": c.y.round(), "width": c.width.round(), "height": c.height.round(),
+        });
+        if let Some(info) = faces {
+            // Boxes in pixels of the original after EXIF orientation.
+            body["faces"] = serde_json::json!(info.faces);
+        }
         return Ok(Output {
             bytes: body.to_string().into_bytes(),
             format: out,
@@ -211,8 +243,13 @@ pub fn transform(
     }
 
     // Shrink-on-load: the decoder may return fewer pixels than the source when the plan shrinks.
-    let (image, k) = decode(data, source, plan.scale())?;
-    let image = orient_trim_rotate_flip(image, opts, &prepared, k);
+    let (image, k) = match decoded {
+        Some(done) => done,
+        None => {
+            let (image, k) = decode(data, source, plan.scale())?;
+            (orient_trim_rotate_flip(image, opts, &prepared, k), k)
+        }
+    };
     let image = resize(image, &plan, k, opts)?;
     let image = finish(image, &plan, opts, out);
     let metadata = match (opts.metadata, &exif_block) {
@@ -229,6 +266,71 @@ pub fn transform(
         format: out,
         width,
         height,
+    })
+}
+
+/// The oriented source and the trim, rotation and flips that lead to the frame the plan works in.
+fn frame(opts: &TransformOptions, source: &Probe, prepared: &Prepared) -> Frame {
+    let oriented = if prepared.orientation >= 5 {
+        (source.height, source.width)
+    } else {
+        (source.width, source.height)
+    };
+    Frame {
+        oriented,
+        trim: prepared.trim,
+        rotate: opts.rotate,
+        flip_h: opts.flip_h,
+        flip_v: opts.flip_v,
+    }
+}
+
+/// EXIF orientation (1–8) of the source; 1 when it has none.
+fn source_orientation(data: &[u8], format: SourceFormat) -> u8 {
+    match format {
+        SourceFormat::Jpeg => exif::jpeg_exif(data).map(exif::orientation).unwrap_or(1),
+        format => other_orientation(data, format),
+    }
+}
+
+/// A source decoded for analysis (face detection): oriented, at most `max_side` pixels on its longer side.
+pub struct Preview {
+    pub image: image::RgbImage,
+    /// The oriented source's full size, which `image` is a scaled copy of.
+    pub full_width: u32,
+    pub full_height: u32,
+}
+
+/// Decodes `data` for analysis, shrinking on load (JPEG) and resizing down to `max_side`.
+pub fn oriented_preview(
+    data: &[u8],
+    source: &Probe,
+    max_side: u32,
+) -> Result<Preview, TransformError> {
+    let opts = TransformOptions::default();
+    let prepared = prepare(
+        &opts,
+        source.width,
+        source.height,
+        source_orientation(data, source.format),
+    );
+    let (fw, fh) = (prepared.width as u32, prepared.height as u32);
+    let max_side = max_side.max(1);
+    let target = if fw.max(fh) <= max_side {
+        (None, None)
+    } else if fw >= fh {
+        (Some(max_side), None)
+    } else {
+        (None, Some(max_side))
+    };
+    let plan = geometry::plan(fw, fh, target.0, target.1, Fit::ScaleDown, (0.5, 0.5));
+    let (image, k) = decode(data, source, plan.scale())?;
+    let image = orient_trim_rotate_flip(image, &opts, &prepared, k);
+    let image = resize(image, &plan, k, &opts)?;
+    Ok(Preview {
+        image: image.to_rgb8(),
+        full_width: fw,
+        full_height: fh,
     })
 }
 
@@ -571,15 +673,50 @@ fn encode(
                 .map_err(|e| err(&e))?;
         }
         OutputFormat::Webp => {
-            let encoder = codecs::webp::WebPEncoder::new_lossless(&mut bytes);
-            encoder
-                .write_image(
-                    image.as_bytes(),
-                    image.width(),
-                    image.height(),
-                    image.color().into(),
-                )
-                .map_err(|e| err(&e))?;
+            // Lossy (libwebp) at `quality`, with alpha when the image has it.
+            let rgb;
+            let (layout, pixels): (webp::PixelLayout, &[u8]) = match image {
+                DynamicImage::ImageRgba8(img) => (webp::PixelLayout::Rgba, img.as_raw()),
+                DynamicImage::ImageRgb8(img) => (webp::PixelLayout::Rgb, img.as_raw()),
+                other => {
+                    rgb = other.to_rgb8();
+                    (webp::PixelLayout::Rgb, rgb.as_raw())
+                }
+            };
+            let (w, h) = (image.width(), image.height());
+            let encoded = webp::Encoder::new(pixels, layout, w, h)
+                .encode_simple(false, opts.quality as f32)
+                .map_err(|e| err(&format!("{e:?}")))?;
+            bytes.extend_from_slice(&encoded);
+        }
+        OutputFormat::Avif => {
+            // rav1e through ravif; speed 8 of 10 trades a little size for encode time (see docs/images.md).
+            let encoder = ravif::Encoder::new()
+                .with_quality(opts.quality as f32)
+                .with_alpha_quality(opts.quality as f32)
+                .with_speed(AVIF_SPEED);
+            let (w, h) = (image.width() as usize, image.height() as usize);
+            let encoded = match image {
+                DynamicImage::ImageRgba8(img) => {
+                    let px: Vec<ravif::RGBA8> = img
+                        .as_raw()
+                        .chunks_exact(4)
+                        .map(|p| ravif::RGBA8::new(p[0], p[1], p[2], p[3]))
+                        .collect();
+                    encoder.encode_rgba(ravif::Img::new(&px[..], w, h))
+                }
+                other => {
+                    let rgb = other.to_rgb8();
+                    let px: Vec<ravif::RGB8> = rgb
+                        .as_raw()
+                        .chunks_exact(3)
+                        .map(|p| ravif::RGB8::new(p[0], p[1], p[2]))
+                        .collect();
+                    encoder.encode_rgb(ravif::Img::new(&px[..], w, h))
+                }
+            }
+            .map_err(|e| err(&e))?;
+            bytes = encoded.avif_file;
         }
         OutputFormat::Gif | OutputFormat::Json => {
             return Err(TransformError::Encode("not a still-image format".into()))
@@ -646,10 +783,7 @@ pub fn planned_output(
     opts: &TransformOptions,
     width_hint: Option<u32>,
 ) -> (u32, u32) {
-    let orientation = match source.format {
-        SourceFormat::Jpeg => exif::jpeg_exif(data).map(exif::orientation).unwrap_or(1),
-        format => other_orientation(data, format),
-    };
+    let orientation = source_orientation(data, source.format);
     plan_for(
         opts,
         &prepare(opts, source.width, source.height, orientation),
@@ -688,7 +822,7 @@ mod tests {
     fn run(data: &[u8], options: &str, out: OutputFormat) -> Output {
         let source = probe(data, &LIMITS).unwrap();
         let opts = TransformOptions::parse(options).unwrap();
-        transform(data, &source, &opts, out, None).unwrap()
+        transform(data, &source, &opts, out, None, None).unwrap()
     }
 
     fn dims_of(bytes: &[u8]) -> (u32, u32) {
@@ -807,7 +941,21 @@ mod tests {
                 "image/avif,image/webp,*/*"
             )
             .unwrap(),
+            OutputFormat::Avif
+        );
+        assert_eq!(
+            choose_output(
+                FormatChoice::Auto,
+                SourceFormat::Jpeg,
+                false,
+                "image/webp,*/*"
+            )
+            .unwrap(),
             OutputFormat::Webp
+        );
+        assert_eq!(
+            choose_output(FormatChoice::Auto, SourceFormat::Gif, true, "image/avif").unwrap(),
+            OutputFormat::Gif
         );
         assert_eq!(
             choose_output(FormatChoice::Auto, SourceFormat::Jpeg, false, "*/*").unwrap(),
@@ -823,24 +971,24 @@ mod tests {
             .unwrap(),
             OutputFormat::Jpeg { progressive: true }
         );
-        assert!(matches!(
-            choose_output(FormatChoice::Avif, SourceFormat::Png, false, ""),
-            Err(TransformError::NotSupported(_))
-        ));
-        let webp = run(&data, "width=50", OutputFormat::Webp);
         assert_eq!(
-            image::guess_format(&webp.bytes).unwrap(),
-            image::ImageFormat::WebP
+            choose_output(FormatChoice::Avif, SourceFormat::Png, false, "").unwrap(),
+            OutputFormat::Avif
         );
+        let webp = run(&data, "width=50", OutputFormat::Webp);
+        assert_eq!(&webp.bytes[12..16], b"VP8 ", "lossy WebP");
+        assert_eq!(dims_of(&webp.bytes), (50, 38));
+        let avif = run(&data, "width=50", OutputFormat::Avif);
+        assert_eq!(&avif.bytes[4..12], b"ftypavif");
     }
 
     #[test]
-    fn face_gravity_is_refused_not_centred() {
+    fn face_gravity_without_faces_is_refused_not_centred() {
         let data = jpeg(100, 100);
         let source = probe(&data, &LIMITS).unwrap();
         let opts = TransformOptions::parse("width=50,height=50,fit=cover,gravity=face").unwrap();
         assert!(matches!(
-            transform(&data, &source, &opts, OutputFormat::Png, None),
+            transform(&data, &source, &opts, OutputFormat::Png, None, None),
             Err(TransformError::NotSupported(_))
         ));
     }
@@ -864,7 +1012,7 @@ mod tests {
         let opts = TransformOptions::parse("width=20").unwrap();
         let out_format =
             choose_output(opts.format, source.format, source.animated && opts.anim, "").unwrap();
-        let out = transform(&data, &source, &opts, out_format, None).unwrap();
+        let out = transform(&data, &source, &opts, out_format, None, None).unwrap();
         assert_eq!(out.format, OutputFormat::Gif);
         assert_eq!(probe::gif_frame_count(&out.bytes, 10), 3);
         let still = choose_output(opts.format, source.format, false, "").unwrap();

@@ -203,3 +203,49 @@ pub fn test_config() -> ImagesConfig {
     c.transform_workers = 2;
     c
 }
+
+pub fn which(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A missing external tool: the test fails under MEDIAPLANE_TEST_REQUIRE_EXTERNAL=1, else says it skipped.
+pub fn skip_or_fail(what: &str) {
+    if std::env::var("MEDIAPLANE_TEST_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
+        panic!("{what} is required (MEDIAPLANE_TEST_REQUIRE_EXTERNAL=1) but not installed");
+    }
+    println!("skipped: {what} not installed");
+}
+
+/// `ffprobe`'s view of an encoded image: (codec name, width, height); `None` when ffprobe is missing
+/// (after [`skip_or_fail`]).
+pub fn ffprobe(bytes: &[u8]) -> Option<(String, u32, u32)> {
+    let Some(ffprobe) = which("ffprobe") else {
+        skip_or_fail("ffprobe (Debian ffmpeg)");
+        return None;
+    };
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), bytes).unwrap();
+    let out = std::process::Command::new(ffprobe)
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .args(["stream=codec_name,width,height", "-of", "csv=p=0"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let fields: Vec<&str> = text.split(',').collect();
+    assert_eq!(
+        fields.len(),
+        3,
+        "ffprobe: {text:?} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some((
+        fields[0].to_string(),
+        fields[1].parse().unwrap(),
+        fields[2].parse().unwrap(),
+    ))
+}
