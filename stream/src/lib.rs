@@ -3,7 +3,8 @@
 //!
 //! Layout (request path → folder): `api/` (HTTP: live inputs, videos, playback, clips),
 //! `ingest/` (RTP → access units, sans-IO), `recorder/` (segmenter pipeline + storage writer),
-//! `mux/` (fMP4 segments, MP4 clips), `hls` (playlists), `live` (broadcast tasks), `store` (rows).
+//! `mux/` (fMP4 segments, MP4 clips), `hls` (playlists), `live` (broadcast tasks), `store` (rows), `origins`
+//! (allowedOrigins).
 
 pub mod api;
 pub mod hls;
@@ -11,6 +12,7 @@ pub mod ingest;
 pub mod keys;
 pub mod live;
 pub mod mux;
+pub mod origins;
 pub mod recorder;
 pub mod store;
 pub mod timespec;

@@ -245,3 +245,90 @@ async fn live_inputs_crud_validation_and_publish_errors() {
         server.stop().await;
     }
 }
+
+/// `allowedOrigins` guards browser playback (playlists, segments, clips, WHEP) by `Origin` host;
+/// `requireSignedURLs: true` is refused because signed playback tokens are not implemented.
+#[tokio::test]
+async fn allowed_origins_guard_browser_playback() {
+    let tp = platform::testing::embedded().await;
+    let server = serve(&tp, StreamConfig::default()).await;
+    let c = &server.client;
+    for bad in [
+        json!({"recording": {"requireSignedURLs": true}}),
+        json!({"recording": {"allowedOrigins": ["https://studio.example"]}}),
+        json!({"recording": {"allowedOrigins": ["studio.example/path"]}}),
+    ] {
+        let response = c
+            .post(server.api("/live_inputs"))
+            .bearer_auth(&server.token)
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{bad}");
+    }
+    let input = server
+        .create_input(json!({"recording": {"mode": "automatic", "allowedOrigins": ["Studio.example", "*.cdn.example"], "requireSignedURLs": false}}))
+        .await;
+    assert_eq!(
+        input["recording"]["allowedOrigins"],
+        json!(["studio.example", "*.cdn.example"])
+    );
+    let uid = input["uid"].as_str().unwrap().to_string();
+    let (keyframe, _) = counting_keyframes();
+    let publisher = server
+        .service
+        .begin_broadcast(&uid, false, keyframe)
+        .await
+        .unwrap();
+    let video = publisher.video_id.clone();
+    let get = |url: String, origin: Option<&'static str>| {
+        let mut request = c.get(url);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    let urls = [
+        format!("{}/stream/{uid}/manifest/video.m3u8", server.base),
+        format!("{}/stream/{video}/manifest/stream.m3u8", server.base),
+        format!("{}/stream/{video}/segments/0.m4s", server.base),
+        format!(
+            "{}/stream/{video}/clip.mp4?time=0s&duration=1s",
+            server.base
+        ),
+        format!(
+            "{}/stream/{video}/manifest/clip.m3u8?time=0s&duration=1s",
+            server.base
+        ),
+    ];
+    for url in &urls {
+        let r = get(url.clone(), Some("https://evil.example"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{url}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["errors"][0]["code"], 10403);
+        // Allowed hosts and non-browser clients get past the guard (nothing is recorded yet).
+        for origin in [
+            Some("https://studio.example"),
+            Some("https://a.cdn.example:8443"),
+            None,
+        ] {
+            let r = get(url.clone(), origin).await.unwrap();
+            assert_ne!(r.status(), 403, "{url} {origin:?}");
+        }
+    }
+    let whep = format!("{}/stream/{uid}/webRTC/play", server.base);
+    let r = c
+        .post(&whep)
+        .header("origin", "https://evil.example")
+        .header("content-type", "application/sdp")
+        .body(FFMPEG_OFFER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    drop(publisher);
+    server.stop().await;
+}

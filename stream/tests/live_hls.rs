@@ -7,34 +7,12 @@
 
 mod common;
 
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
 use platform::Metric;
 use serde_json::Value;
-use stream::{
-    ingest::{
-        rtp::{parse_rtp, parse_sender_report},
-        RtpPacket,
-    },
-    StreamConfig, TrackKind,
-};
-use tokio::net::UdpSocket;
-
-/// Binds an even RTP port with the RTCP port (+1) next to it, as ffmpeg expects.
-async fn rtp_pair() -> (UdpSocket, UdpSocket, u16) {
-    loop {
-        let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let port = rtp.local_addr().unwrap().port();
-        if port % 2 != 0 || port == u16::MAX {
-            continue;
-        }
-        if let Ok(rtcp) = UdpSocket::bind(("127.0.0.1", port + 1)).await {
-            return (rtp, rtcp, port);
-        }
-    }
-}
+use stream::StreamConfig;
 
 const SECONDS: u32 = 8;
 /// Added to every video RTP timestamp: the clock wraps 2 s (180000 ticks) in.
@@ -52,106 +30,9 @@ async fn broadcast_with_ffmpeg(
         .await
         .expect("broadcast starts");
     let video_id = publisher.video_id.clone();
-    let (video_rtp, video_rtcp, video_port) = rtp_pair().await;
-    let (audio_rtp, audio_rtcp, audio_port) = rtp_pair().await;
-    let mut child = tokio::process::Command::new(ffmpeg)
-        .args(["-hide_banner", "-v", "error", "-re"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("testsrc2=size=640x360:rate=30:duration={SECONDS}"),
-        ])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("sine=frequency=440:sample_rate=48000:duration={SECONDS}"),
-        ])
-        .args([
-            "-map",
-            "0:v",
-            "-c:v",
-            "libx264",
-            "-profile:v",
-            "baseline",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args([
-            "-g",
-            "30",
-            "-bf",
-            "0",
-            "-pix_fmt",
-            "yuv420p",
-            "-bsf:v",
-            "dump_extra=freq=keyframe",
-        ])
-        .args([
-            "-payload_type",
-            "96",
-            "-f",
-            "rtp",
-            &format!("rtp://127.0.0.1:{video_port}?pkt_size=1200"),
-        ])
-        .args([
-            "-map", "1:a", "-c:a", "libopus", "-ar", "48000", "-ac", "2", "-b:a", "64k",
-        ])
-        .args([
-            "-payload_type",
-            "111",
-            "-f",
-            "rtp",
-            &format!("rtp://127.0.0.1:{audio_port}?pkt_size=1200"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("ffmpeg starts");
-    let mut buf = vec![0u8; 2048];
-    let mut bufs = [vec![0u8; 2048], vec![0u8; 2048], vec![0u8; 2048]];
-    let mut packets = [0usize; 2];
-    let mut exited = false;
-    loop {
-        let [b1, b2, b3] = &mut bufs;
-        tokio::select! {
-            r = video_rtp.recv(&mut buf) => {
-                let n = r.unwrap();
-                if let Some(p) = parse_rtp(&Bytes::copy_from_slice(&buf[..n])) {
-                    packets[0] += 1;
-                    publisher.rtp(TrackKind::Video, RtpPacket { seq: p.seq, timestamp: p.timestamp.wrapping_add(VIDEO_TS_SHIFT), marker: p.marker, payload: p.payload });
-                }
-            }
-            r = audio_rtp.recv(b1) => {
-                let n = r.unwrap();
-                if let Some(p) = parse_rtp(&Bytes::copy_from_slice(&b1[..n])) {
-                    packets[1] += 1;
-                    publisher.rtp(TrackKind::Audio, RtpPacket { seq: p.seq, timestamp: p.timestamp, marker: p.marker, payload: p.payload });
-                }
-            }
-            r = video_rtcp.recv(b2) => {
-                let n = r.unwrap();
-                if let Some(sr) = parse_sender_report(&b2[..n]) {
-                    publisher.sender_report(TrackKind::Video, sr.ntp_time, sr.rtp_time.wrapping_add(VIDEO_TS_SHIFT));
-                }
-            }
-            r = audio_rtcp.recv(b3) => {
-                let n = r.unwrap();
-                if let Some(sr) = parse_sender_report(&b3[..n]) {
-                    publisher.sender_report(TrackKind::Audio, sr.ntp_time, sr.rtp_time);
-                }
-            }
-            status = child.wait(), if !exited => {
-                assert!(status.unwrap().success(), "ffmpeg failed");
-                exited = true;
-            }
-            _ = tokio::time::sleep(Duration::from_millis(500)), if exited => break,
-        }
-    }
+    let packets =
+        rtp_source::publish_ffmpeg_rtp(&publisher, ffmpeg, SECONDS, VIDEO_TS_SHIFT, |_, _| {})
+            .await;
     assert!(
         packets[0] > 100 && packets[1] > 100,
         "RTP arrived: {packets:?}"

@@ -83,10 +83,21 @@ fn apply(row: &mut LiveInputRow, body: InputBody) -> ApiResult<()> {
             row.timeout_seconds = timeout;
         }
         if let Some(signed) = recording.require_signed_urls {
+            // Signed playback tokens are not implemented: accepting `true` would promise a
+            // protection that is not there.
+            if signed {
+                return Err(ApiError::bad_request(
+                    "recording.requireSignedURLs: signed playback URLs are not supported yet; \
+                     use allowedOrigins (playback ids are unguessable)",
+                ));
+            }
             row.require_signed_urls = signed;
         }
         if let Some(origins) = recording.allowed_origins {
-            row.allowed_origins = origins;
+            row.allowed_origins = origins
+                .map(|list| crate::origins::validate(&list))
+                .transpose()
+                .map_err(ApiError::bad_request)?;
         }
     }
     if let Some(days) = body.delete_recording_after_days {

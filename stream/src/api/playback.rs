@@ -49,6 +49,38 @@ async fn resolve(state: &AppState, id: &str) -> ApiResult<VideoRow> {
     }
 }
 
+/// Refuses a browser request from a site the video's live input does not allow (`allowedOrigins`).
+pub(crate) async fn check_origin(
+    state: &AppState,
+    live_input_id: &str,
+    headers: &HeaderMap,
+) -> ApiResult<()> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let Some(input) = store::get_input_by_uid(&state.platform.db, live_input_id).await? else {
+        return Ok(());
+    };
+    let allowed = input.allowed_origins.unwrap_or_default();
+    if crate::origins::allows(&allowed, origin.to_str().unwrap_or("")) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            10403,
+            "origin_not_allowed",
+            "this video may not be played from this origin (recording.allowedOrigins)",
+        ))
+    }
+}
+
+/// [`resolve`], then [`check_origin`].
+async fn playable(state: &AppState, id: &str, headers: &HeaderMap) -> ApiResult<VideoRow> {
+    let video = resolve(state, id).await?;
+    check_origin(state, &video.live_input_id, headers).await?;
+    Ok(video)
+}
+
 pub async fn lifecycle(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -133,11 +165,12 @@ fn parse_preview(query: &PreviewQuery) -> ApiResult<Option<f64>> {
 pub async fn multivariant(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     query: Result<Query<PreviewQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(query) = query?;
     let preview = parse_preview(&query)?;
-    let video = resolve(&state, &id).await?;
+    let video = playable(&state, &id, &headers).await?;
     let segments = store::list_segments(&state.platform.db, &video.uid).await?;
     let inits = store::list_inits(&state.platform.db, &video.uid).await?;
     let (listed, _) = window(&state, &video, &segments, preview);
@@ -200,11 +233,12 @@ fn urlencode(text: &str) -> String {
 pub async fn media(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     query: Result<Query<PreviewQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(query) = query?;
     let preview = parse_preview(&query)?;
-    let video = resolve(&state, &id).await?;
+    let video = playable(&state, &id, &headers).await?;
     let segments = store::list_segments(&state.platform.db, &video.uid).await?;
     let (listed, discontinuities_before) = window(&state, &video, &segments, preview);
     if listed.is_empty() {
@@ -236,10 +270,12 @@ pub async fn media(
 pub async fn segment(
     State(state): State<AppState>,
     Path((id, file)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     let video = store::get_video(&state.platform.db, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("video"))?;
+    check_origin(&state, &video.live_input_id, &headers).await?;
     let (key, content_type, delivered) = if let Some(idx) = file
         .strip_prefix("init-")
         .and_then(|f| f.strip_suffix(".mp4"))
@@ -301,7 +337,12 @@ struct ClipRange {
     segments: Vec<SegmentRow>,
 }
 
-async fn clip_range(state: &AppState, id: &str, query: &ClipQuery) -> ApiResult<ClipRange> {
+async fn clip_range(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+    query: &ClipQuery,
+) -> ApiResult<ClipRange> {
     let time = query
         .time
         .as_deref()
@@ -319,7 +360,7 @@ async fn clip_range(state: &AppState, id: &str, query: &ClipQuery) -> ApiResult<
             "duration must be more than 0s and at most 60s",
         ));
     }
-    let video = resolve(state, id).await?;
+    let video = playable(state, id, headers).await?;
     if !video.recorded {
         return Err(ApiError::bad_request(
             "clipping needs a live input with recording.mode \"automatic\"",
@@ -353,10 +394,11 @@ async fn clip_range(state: &AppState, id: &str, query: &ClipQuery) -> ApiResult<
 pub async fn clip_playlist(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     query: Result<Query<ClipQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(query) = query?;
-    let range = clip_range(&state, &id, &query).await?;
+    let range = clip_range(&state, &id, &headers, &query).await?;
     let offset = range.start - range.segments[0].start_seconds();
     let text = hls::media_playlist(&MediaInput {
         segments: &range.segments,
@@ -392,6 +434,7 @@ fn clip_filename(requested: Option<&str>) -> String {
 pub async fn clip_mp4(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     query: Result<Query<ClipQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(query) = query?;
@@ -404,7 +447,7 @@ pub async fn clip_mp4(
             "filename may use letters, digits, '.', '_' and '-' and must end in .mp4",
         ));
     }
-    let range = clip_range(&state, &id, &query).await?;
+    let range = clip_range(&state, &id, &headers, &query).await?;
     let data = build_clip(&state, &range).await?;
     state.platform.meter.record(
         &range.video.account_id,

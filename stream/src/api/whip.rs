@@ -249,10 +249,22 @@ pub async fn publish(
     if video.is_none() && audio.is_none() {
         media.close(&published.peer).await;
         return Err(ApiError::unsupported_media_type(
-            "the offer sends no audio or video we can take",
+            "the offer sends no audio or video we can take (H264 packetization-mode 1, VP8, Opus)",
         ));
     }
     let recordable_video = video.filter(|t| t.codec.name.eq_ignore_ascii_case("H264"));
+    // The recorder muxes H264 only: a recorded input refuses other video up front rather than
+    // producing an empty recording. With recording off, VP8 still reaches WHEP viewers.
+    if let Some(other) = video.filter(|_| recordable_video.is_none()) {
+        if input.recording_mode == "automatic" {
+            let codec = other.codec.name.clone();
+            media.close(&published.peer).await;
+            return Err(ApiError::unsupported_media_type(format!(
+                "recording needs H264 video (packetization-mode 1) but the offer's video is {codec}; \
+                 offer H264, or set recording.mode \"off\" to serve WHEP viewers only"
+            )));
+        }
+    }
     let keyframe: KeyframeRequester = match recordable_video {
         Some(track) => {
             let (media, id) = (media.clone(), track.id.clone());
@@ -448,6 +460,7 @@ pub async fn play(
     let input = store::get_input_by_uid(&state.platform.db, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("live input"))?;
+    super::playback::check_origin(&state, &input.uid, &headers).await?;
     let live = lock(&state.sessions.inner)
         .live_tracks
         .get(&input.uid)

@@ -1,6 +1,8 @@
 //! Shared test helpers: serve the real router, find external tools, create inputs.
 #![allow(dead_code)]
 
+pub mod rtp_source;
+
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use platform::testing::TestPlatform;
@@ -142,4 +144,105 @@ pub fn counting_keyframes() -> (
         }),
         count,
     )
+}
+
+/// ffmpeg with the WHIP muxer (ffmpeg 9 from the test venv's PyPI imageio-ffmpeg; Debian's has none).
+pub fn whip_ffmpeg() -> Option<PathBuf> {
+    let python = std::env::var("MEDIAPLANE_TEST_VENV")
+        .ok()
+        .map(|v| PathBuf::from(v).join("bin/python"));
+    let found = python.filter(|p| p.is_file()).and_then(|python| {
+        let out = std::process::Command::new(python)
+            .args([
+                "-c",
+                "import imageio_ffmpeg as m; print(m.get_ffmpeg_exe())",
+            ])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string()))
+    });
+    if found.is_none() {
+        if std::env::var("MEDIAPLANE_TEST_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1") {
+            panic!("imageio-ffmpeg (ffmpeg with -f whip) is required but missing from MEDIAPLANE_TEST_VENV");
+        }
+        eprintln!("skipped: imageio-ffmpeg not installed (set MEDIAPLANE_TEST_VENV)");
+    }
+    found
+}
+
+impl Server {
+    /// The input's WHIP URL on this test server (the public URL names another host).
+    pub fn whip_url(&self, input: &Value) -> String {
+        let url = input["webRTC"]["url"].as_str().expect("webRTC.url");
+        let path = url.split_once("/stream/").map(|(_, p)| p).expect("path");
+        format!("{}/stream/{path}", self.base)
+    }
+}
+
+/// An ffmpeg 9 WHIP publish of `seconds` of testsrc2 640x360@30 (H264 baseline, GOP 30, no
+/// B-frames) + 440 Hz Opus stereo, in real time, the way OBS would send it.
+pub fn whip_publish(
+    whip: &std::path::Path,
+    url: &str,
+    seconds: u32,
+    log_level: &str,
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(whip);
+    command
+        .args(["-hide_banner", "-v", log_level, "-re"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+        ])
+        .args(["-t", &seconds.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            "30",
+            "-bf",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "libopus",
+            "-ar",
+            "48000",
+            "-ac",
+            "2",
+            "-b:a",
+            "64k",
+        ])
+        .args(["-f", "whip", url])
+        .kill_on_drop(true);
+    command
+}
+
+/// The SDP offer ffmpeg 9's WHIP muxer sent (captured once): Opus + H264 constrained baseline
+/// with RTX, `a=setup:passive`, no candidates.
+pub const FFMPEG_OFFER: &str = include_str!("ffmpeg9_offer.sdp");
+
+/// POSTs an SDP body to a WHIP/WHEP URL.
+pub async fn post_sdp(client: &reqwest::Client, url: &str, sdp: &str) -> reqwest::Response {
+    client
+        .post(url)
+        .header("content-type", "application/sdp")
+        .body(sdp.to_string())
+        .send()
+        .await
+        .expect("request")
 }
