@@ -328,7 +328,7 @@ async fn cdn_cgi_options_and_formats() {
         let bytes = r.bytes().await.unwrap();
         assert_eq!(&bytes[4..12], b"ftypavif");
         if let Some((name, w, h)) = ffprobe(&bytes) {
-            assert_eq!((name.as_str(), w, h), ("av1", 100, 50));
+            assert_eq!((name.as_str(), w, h), ("av1", 67, 50));
         }
         let r = s
             .client
