@@ -57,8 +57,10 @@ impl OutputFormat {
     }
 }
 
-/// rav1e speed (1 slowest/smallest … 10 fastest).
-const AVIF_SPEED: u8 = 8;
+/// rav1e speed (1 slowest/smallest … 10 fastest). 10: without rav1e's assembly an 800×600 encode
+/// still takes ~1.7 s at speed 10 and 6–7 s at 6–8 on the build machine (examples/bench_codecs.rs), for
+/// files only ~7 % smaller; the result is cached like every derivative.
+const AVIF_SPEED: u8 = 10;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransformError {
@@ -690,7 +692,7 @@ fn encode(
             bytes.extend_from_slice(&encoded);
         }
         OutputFormat::Avif => {
-            // rav1e through ravif; speed 8 of 10 trades a little size for encode time (see docs/images.md).
+            // rav1e through ravif at its fastest speed (see AVIF_SPEED and docs/images.md).
             let encoder = ravif::Encoder::new()
                 .with_quality(opts.quality as f32)
                 .with_alpha_quality(opts.quality as f32)
