@@ -150,7 +150,11 @@ impl CallsService {
         self.state.engine.local_addr()
     }
 
+    /// Closes every peer and joins the media threads (off the async runtime: joining blocks).
     pub async fn shutdown(&self) {
-        self.state.engine.shutdown();
+        let engine = self.state.engine.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || engine.shutdown()).await {
+            tracing::error!(error = %e, "calls shutdown task failed");
+        }
     }
 }

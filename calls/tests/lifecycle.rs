@@ -10,6 +10,7 @@ use reqwest::Method;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use serde_json::json;
 use sqlx::Row;
+use webrtc::media_stream::track_local::TrackLocal;
 
 fn tag_of(p: &peer::Received) -> u8 {
     p.payload[0]
@@ -182,4 +183,143 @@ async fn update_close_renegotiate_and_meter() {
     assert!(metered > 10_000.0, "egress bytes are metered ({metered})");
     publisher.close().await;
     viewer.close().await;
+}
+
+/// Polls `GET sessions/{session}` until the track named `name` reports `want` (generous
+/// deadline: the assertion is about the state reached, not about how fast).
+async fn wait_status(
+    server: &common::Server,
+    app: &(String, String),
+    session: &str,
+    name: &str,
+    want: &str,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = server
+            .v1(Method::GET, app, &format!("sessions/{session}"), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let track = body["tracks"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["trackName"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no track {name}: {body}"));
+        if track["status"] == want {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "track {name} of {session} never became {want}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A published track goes `initializing` → `active` when media arrives → `inactive` after the
+/// configured time without media (1 s here; 30 s by default), on the publisher's session and on
+/// the subscriber's pulled track alike, and back to `active` when media resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn track_without_media_becomes_inactive() {
+    let tp = platform::testing::embedded().await;
+    let config = calls::CallsConfig {
+        inactive_after_secs: 1,
+        ..calls::CallsConfig::for_tests()
+    };
+    let server = common::start_with(tp, config).await;
+    let app = server.create_app().await;
+
+    let publisher = Peer::new().await;
+    let cam = publisher
+        .add_track(RtpCodecKind::Video, peer::vp8(), 0xD1)
+        .await;
+    let pub_session = server.new_session(&app).await;
+    server.push(&app, &pub_session, &publisher, &["cam"]).await;
+    publisher.wait_connected().await;
+    let viewer = Peer::new().await;
+    let session = server.new_session(&app).await;
+    server
+        .pull(&app, &session, &viewer, &[(&pub_session, "cam")])
+        .await;
+    viewer.wait_connected().await;
+
+    // No packet yet: initializing (nothing has been sent, so this cannot race).
+    wait_status(&server, &app, &pub_session, "cam", "initializing").await;
+
+    // Media flows for a while: active on both sides.
+    let sender = peer::send_stream(
+        cam.clone(),
+        0xD1,
+        VP8_PT,
+        0xB1,
+        3000,
+        Duration::from_millis(20),
+        100,
+    );
+    let got = viewer
+        .collect(Duration::from_secs(10), |got| !got.is_empty())
+        .await;
+    assert!(!got.is_empty(), "media reaches the viewer");
+    wait_status(&server, &app, &pub_session, "cam", "active").await;
+    wait_status(&server, &app, &session, "cam", "active").await;
+
+    // The sender stops (after its 100 packets): inactive once the timeout has passed.
+    sender.await.expect("sender task");
+    let body = wait_status(&server, &app, &pub_session, "cam", "inactive").await;
+    assert_eq!(body["tracks"][0]["location"], "local", "{body}");
+    let body = wait_status(&server, &app, &session, "cam", "inactive").await;
+    assert_eq!(body["tracks"][0]["sessionId"], pub_session, "{body}");
+
+    // Media again (sequence numbers continue after the first burst): active again.
+    let again = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for n in 100..600u32 {
+            tick.tick().await;
+            let packet = rtc::rtp::packet::Packet {
+                header: rtc::rtp::header::Header {
+                    version: 2,
+                    payload_type: VP8_PT,
+                    sequence_number: (1000 + n) as u16,
+                    timestamp: 5000 + n * 3000,
+                    ssrc: 0xD1,
+                    marker: true,
+                    ..Default::default()
+                },
+                payload: bytes::Bytes::from(peer::payload(0xB1, n, 200)),
+            };
+            if cam.write_rtp(packet).await.is_err() {
+                break;
+            }
+        }
+    });
+    wait_status(&server, &app, &pub_session, "cam", "active").await;
+    again.abort();
+    publisher.close().await;
+    viewer.close().await;
+}
+
+/// Shutdown closes every peer and ends the media threads: the session is gone (404) and a new
+/// session cannot be created (503: the shard's inbox is closed because its thread has ended,
+/// which `shutdown` waited for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_closes_peers_and_joins_threads() {
+    let server = common::start(platform::testing::embedded().await).await;
+    let app = server.create_app().await;
+    let publisher = Peer::new().await;
+    publisher
+        .add_track(RtpCodecKind::Video, peer::vp8(), 0xE1)
+        .await;
+    let session = server.new_session(&app).await;
+    server.push(&app, &session, &publisher, &["cam"]).await;
+    publisher.wait_connected().await;
+
+    server.calls.shutdown().await;
+    let (status, body) = server
+        .v1(Method::GET, &app, &format!("sessions/{session}"), None)
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = server.v1(Method::POST, &app, "sessions/new", None).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["errorCode"], "unavailable", "{body}");
+    publisher.close().await;
 }

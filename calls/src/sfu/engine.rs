@@ -182,10 +182,24 @@ impl Engine {
         self.call(entry.shard, build).await
     }
 
+    /// Stops the receive thread and every shard (each closes its peers first) and waits for the
+    /// threads to end. Blocking: the receive thread notices within its 200 ms read timeout.
+    /// Commands sent afterwards fail with [`SfuError::ShuttingDown`].
     pub fn shutdown(&self) {
         self.inner
             .stop
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        for shard in &self.inner.shards {
+            let _ = shard.send(ShardInput::Stop);
+        }
+        let threads =
+            std::mem::take(&mut *self.inner.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in threads {
+            let name = t.thread().name().unwrap_or("calls").to_owned();
+            if t.join().is_err() {
+                tracing::error!(thread = %name, "calls media thread panicked");
+            }
+        }
     }
 }
 

@@ -19,8 +19,13 @@ use super::{shard::Shard, shared::Routes, types::Command};
 
 /// What a shard thread waits for.
 pub enum ShardInput {
-    Datagram { source: SocketAddr, data: Vec<u8> },
+    Datagram {
+        source: SocketAddr,
+        data: Vec<u8>,
+    },
     Command(Command),
+    /// Shutdown: close every peer (DTLS close_notify goes out), flush usage and end the thread.
+    Stop,
 }
 
 /// How often a shard hands its egress byte counts to the meter.
@@ -105,26 +110,28 @@ pub fn spawn_shard(
                         t.saturating_duration_since(now)
                     })
                     .min(Duration::from_millis(100));
+                let mut stop = false;
                 match inbox.recv_timeout(wait) {
                     Ok(input) => {
-                        handle(&mut shard, input, local_addr);
+                        stop |= handle(&mut shard, input, local_addr);
                         // Batch whatever else is already queued before timers and sends.
                         while let Ok(input) = inbox.try_recv() {
-                            handle(&mut shard, input, local_addr);
+                            stop |= handle(&mut shard, input, local_addr);
                         }
                     }
                     Err(std_mpsc::RecvTimeoutError::Timeout) => {}
-                    Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => stop = true,
+                }
+                if stop {
+                    shard.close_all(Instant::now());
+                    send_all(&mut shard, &socket);
+                    break;
                 }
                 let now = Instant::now();
                 if shard.poll_timeout().is_some_and(|t| t <= now) {
                     shard.handle_timeout(now);
                 }
-                for (dest, bytes) in shard.take_transmits() {
-                    if let Err(e) = socket.send_to(&bytes, dest) {
-                        tracing::debug!(error = %e, %dest, "udp send failed");
-                    }
-                }
+                send_all(&mut shard, &socket);
                 if now.saturating_duration_since(last_flush) >= USAGE_FLUSH {
                     last_flush = now;
                     for (account, bytes) in shard.take_usage() {
@@ -142,12 +149,23 @@ pub fn spawn_shard(
         })
 }
 
-fn handle(shard: &mut Shard, input: ShardInput, local_addr: SocketAddr) {
+fn send_all(shard: &mut Shard, socket: &UdpSocket) {
+    for (dest, bytes) in shard.take_transmits() {
+        if let Err(e) = socket.send_to(&bytes, dest) {
+            tracing::debug!(error = %e, %dest, "udp send failed");
+        }
+    }
+}
+
+/// Feeds one input to the shard; true when it asks the thread to stop.
+fn handle(shard: &mut Shard, input: ShardInput, local_addr: SocketAddr) -> bool {
     let now = Instant::now();
     match input {
         ShardInput::Datagram { source, data } => {
             shard.handle_datagram(now, source, local_addr, &data)
         }
         ShardInput::Command(c) => shard.handle_command(now, c),
+        ShardInput::Stop => return true,
     }
+    false
 }

@@ -214,6 +214,21 @@ impl Shard {
         self.run(now, due);
     }
 
+    /// Disconnects and removes every peer (on shutdown): subscribers' taps see `Ended`, watchers
+    /// see `Closed`, and the DTLS close alerts are left in the transmit queue.
+    pub fn close_all(&mut self, now: Instant) {
+        let ids: Vec<String> = self.peers.keys().cloned().collect();
+        for id in &ids {
+            if let Some(p) = self.peers.get_mut(id) {
+                p.rtc.disconnect();
+            }
+        }
+        self.run(now, ids.clone());
+        for id in &ids {
+            self.remove_peer(id);
+        }
+    }
+
     pub fn handle_datagram(
         &mut self,
         now: Instant,

@@ -1,0 +1,445 @@
+//! Calls SFU bench: offer→connected time and forwarding cost next to a bare UDP relay.
+//!
+//! Run with `scripts/bench-calls.sh` (or `cargo run -p calls --example bench -- --help`).
+//!
+//! 1. **Offer→connected**: a webrtc-rs client with one VP8 track creates a session, POSTs its
+//!    complete offer to `tracks/new`, applies the answer and waits for `connected`
+//!    (ICE + DTLS + SRTP over loopback). Median, p90 and min over `--connect-iters` runs.
+//! 2. **Forwarding**: one webrtc-rs publisher → N webrtc-rs subscribers through the SFU, at
+//!    increasing publisher packet rates. CPU is read per thread from `/proc/self/task/*/stat`
+//!    for the SFU's own threads only (`calls-udp-rx` + `calls-shard-*`; the clients run on tokio
+//!    workers and are not counted), so the figure is what the server spends. All sessions belong
+//!    to one app and so to one shard: one core's worth of forwarding.
+//! 3. **Bare relay** in the same run, same packet size and rates: one thread `recv_from` →
+//!    `send_to` each of N sockets, no crypto, no RTP parsing — the kernel's cost of moving the
+//!    same datagrams, i.e. the physical limit.
+//!
+//! Printed per row: offered and delivered packets/s (out of the server), server CPU share, CPU
+//! µs per delivered packet and delivered packets per CPU-second ("per core"); the last column is
+//! the SFU's per-core rate as a fraction of the relay's.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::{
+    net::{SocketAddr, UdpSocket},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use common::peer::{self, Peer, VP8_PT};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use webrtc::media_stream::track_local::TrackLocal;
+
+struct Args {
+    connect_iters: usize,
+    subscribers: Vec<usize>,
+    rates: Vec<u64>,
+    secs: u64,
+    payload: usize,
+}
+
+fn list<T: std::str::FromStr>(v: &str) -> Vec<T> {
+    v.split(',').filter_map(|x| x.trim().parse().ok()).collect()
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        connect_iters: 20,
+        subscribers: vec![1, 4],
+        rates: vec![1000, 2500, 5000, 10000],
+        secs: 4,
+        payload: 1000,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_default();
+        match flag.as_str() {
+            "--connect-iters" => a.connect_iters = value().parse().unwrap_or(a.connect_iters),
+            "--subscribers" => a.subscribers = list(&value()),
+            "--rates" => a.rates = list(&value()),
+            "--secs" => a.secs = value().parse().unwrap_or(a.secs),
+            "--payload" => a.payload = value().parse().unwrap_or(a.payload),
+            _ => {
+                eprintln!(
+                    "usage: bench [--connect-iters 20] [--subscribers 1,4] \
+                     [--rates 1000,2500,5000,10000] [--secs 4] [--payload 1000]"
+                );
+                std::process::exit(2);
+            }
+        }
+    }
+    a
+}
+
+/// CPU time (user + system) of this process's threads whose name starts with one of `prefixes`.
+fn thread_cpu(prefixes: &[&str]) -> Duration {
+    let ticks_per_sec = 100; // USER_HZ; Linux reports /proc times in these units.
+    let mut ticks = 0u64;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = &stat[open + 1..close];
+        if !prefixes.iter().any(|p| name.starts_with(p)) {
+            continue;
+        }
+        // Fields after the name: state is field 3; utime and stime are fields 14 and 15.
+        let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let field = |i: usize| rest.get(i - 3).and_then(|v| v.parse::<u64>().ok());
+        ticks += field(14).unwrap_or(0) + field(15).unwrap_or(0);
+    }
+    Duration::from_millis(ticks * 1000 / ticks_per_sec)
+}
+
+struct Row {
+    offered: f64,
+    delivered: f64,
+    cpu_share: f64,
+    us_per_packet: f64,
+    per_core: f64,
+}
+
+impl Row {
+    fn new(sent: u64, fanout: usize, delivered: u64, elapsed: Duration, cpu: Duration) -> Self {
+        let secs = elapsed.as_secs_f64();
+        let cpu_s = cpu.as_secs_f64();
+        Row {
+            offered: (sent * fanout as u64) as f64 / secs,
+            delivered: delivered as f64 / secs,
+            cpu_share: cpu_s / secs,
+            us_per_packet: if delivered > 0 {
+                cpu_s * 1e6 / delivered as f64
+            } else {
+                f64::NAN
+            },
+            per_core: if cpu_s > 0.0 {
+                delivered as f64 / cpu_s
+            } else {
+                f64::NAN
+            },
+        }
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
+    v.sort();
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.9), v[0])
+}
+
+async fn offer_to_connected(server: &common::Server, app: &(String, String), iters: usize) {
+    let mut times = Vec::new();
+    for _ in 0..iters {
+        let client = Peer::new().await;
+        client
+            .add_track(RtpCodecKind::Video, peer::vp8(), 0xAB)
+            .await;
+        let session = server.new_session(app).await;
+        // The offer (with its gathered candidates) is ready inside `push`; the clock starts just
+        // before it goes out, so client-side gathering is excluded.
+        let offer = client.offer().await;
+        let mids = peer::mids(&offer);
+        let start = Instant::now();
+        let (status, body) = server
+            .v1(
+                reqwest::Method::POST,
+                app,
+                &format!("sessions/{session}/tracks/new"),
+                Some(serde_json::json!({
+                    "sessionDescription": {"type": "offer", "sdp": offer},
+                    "tracks": [{"location": "local", "trackName": "v", "mid": mids[0].1}],
+                })),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        client
+            .set_answer(body["sessionDescription"]["sdp"].as_str().expect("answer"))
+            .await;
+        client.wait_connected().await;
+        times.push(start.elapsed());
+        client.close().await;
+    }
+    let (med, p90, min) = median(times);
+    println!(
+        "offer→connected over loopback ({iters} runs): median {:.1} ms, p90 {:.1} ms, min {:.1} ms",
+        med.as_secs_f64() * 1e3,
+        p90.as_secs_f64() * 1e3,
+        min.as_secs_f64() * 1e3
+    );
+}
+
+/// Offers `rate` packets/s for `secs` in 10 ms bursts to `send`; returns how many it took.
+async fn paced(rate: u64, secs: u64, mut send: impl FnMut() -> bool) -> u64 {
+    let per_tick = (rate / 100).max(1);
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let mut sent = 0;
+    for _ in 0..secs * 100 {
+        tick.tick().await;
+        for _ in 0..per_tick {
+            sent += u64::from(send());
+        }
+    }
+    sent
+}
+
+struct SfuRig {
+    track: Arc<webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP>,
+    received: Arc<AtomicU64>,
+    peers: Vec<Arc<Peer>>,
+    seq: u32,
+}
+
+async fn sfu_rig(server: &common::Server, app: &(String, String), fanout: usize) -> SfuRig {
+    let publisher = Arc::new(Peer::new().await);
+    let track = publisher
+        .add_track(RtpCodecKind::Video, peer::vp8(), 0xBE)
+        .await;
+    let pub_session = server.new_session(app).await;
+    server.push(app, &pub_session, &publisher, &["v"]).await;
+    publisher.wait_connected().await;
+    let received = Arc::new(AtomicU64::new(0));
+    let mut peers = vec![publisher];
+    for _ in 0..fanout {
+        let sub = Arc::new(Peer::new().await);
+        let session = server.new_session(app).await;
+        server
+            .pull(app, &session, &sub, &[(&pub_session, "v")])
+            .await;
+        sub.wait_connected().await;
+        let (sub2, count) = (sub.clone(), received.clone());
+        tokio::spawn(async move {
+            let mut rx = sub2.received.lock().await;
+            while rx.recv().await.is_some() {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        peers.push(sub);
+    }
+    SfuRig {
+        track,
+        received,
+        peers,
+        seq: 0,
+    }
+}
+
+async fn sfu_step(rig: &mut SfuRig, fanout: usize, rate: u64, secs: u64, payload: usize) -> Row {
+    // Let the previous step drain, then measure.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let threads = ["calls-udp-rx", "calls-shard"];
+    let before = (rig.received.load(Ordering::Relaxed), thread_cpu(&threads));
+    let start = Instant::now();
+    let base = rig.seq;
+    let track = rig.track.clone();
+    let body = bytes::Bytes::from(vec![0x5Au8; payload]);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<u32>(4096);
+    let writer = tokio::spawn(async move {
+        while let Some(n) = rx.recv().await {
+            let p = rtc::rtp::packet::Packet {
+                header: rtc::rtp::header::Header {
+                    version: 2,
+                    payload_type: VP8_PT,
+                    sequence_number: n as u16,
+                    timestamp: n.wrapping_mul(90),
+                    ssrc: 0xBE,
+                    marker: n % 10 == 9,
+                    ..Default::default()
+                },
+                payload: body.clone(),
+            };
+            if track.write_rtp(p).await.is_err() {
+                break;
+            }
+        }
+    });
+    // A full queue means the client cannot write faster: that packet is not offered.
+    let mut next = base;
+    let sent = paced(rate, secs, || {
+        let ok = tx.try_send(next).is_ok();
+        next = next.wrapping_add(u32::from(ok));
+        ok
+    })
+    .await;
+    drop(tx);
+    let _ = writer.await;
+    rig.seq = base + sent as u32;
+    // Packets in flight when sending stopped still count (and cost CPU).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let elapsed = start.elapsed();
+    let delivered = rig.received.load(Ordering::Relaxed) - before.0;
+    Row::new(
+        sent,
+        fanout,
+        delivered,
+        elapsed,
+        thread_cpu(&threads) - before.1,
+    )
+}
+
+/// A bare relay: one thread, `recv_from` then `send_to` each of `fanout` receivers.
+struct Relay {
+    stop: Arc<AtomicBool>,
+    received: Arc<AtomicU64>,
+    input: SocketAddr,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn relay(fanout: usize) -> Relay {
+    let stop = Arc::new(AtomicBool::new(false));
+    let received = Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::new();
+    let mut outs = Vec::new();
+    for i in 0..fanout {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind receiver");
+        sock.set_read_timeout(Some(Duration::from_millis(100))).ok();
+        outs.push(sock.local_addr().expect("addr"));
+        let (stop, count) = (stop.clone(), received.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("relay-sink-{i}"))
+                .spawn(move || {
+                    let mut buf = [0u8; 2048];
+                    while !stop.load(Ordering::Relaxed) {
+                        if sock.recv_from(&mut buf).is_ok() {
+                            count.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+                .expect("spawn sink"),
+        );
+    }
+    let sock = calls::sfu::net::bind_socket("127.0.0.1:0".parse().expect("addr"), 4 << 20)
+        .expect("bind relay");
+    let input = sock.local_addr().expect("addr");
+    let stop2 = stop.clone();
+    threads.push(
+        std::thread::Builder::new()
+            .name("bare-relay".into())
+            .spawn(move || {
+                let mut buf = [0u8; 2048];
+                while !stop2.load(Ordering::Relaxed) {
+                    let Ok((n, _)) = sock.recv_from(&mut buf) else {
+                        continue;
+                    };
+                    for out in &outs {
+                        let _ = sock.send_to(&buf[..n], out);
+                    }
+                }
+            })
+            .expect("spawn relay"),
+    );
+    Relay {
+        stop,
+        received,
+        input,
+        threads,
+    }
+}
+
+async fn relay_step(r: &Relay, fanout: usize, rate: u64, secs: u64, payload: usize) -> Row {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sender = UdpSocket::bind("127.0.0.1:0").expect("bind sender");
+    let datagram = vec![0x5Au8; payload + 12];
+    let before = (
+        r.received.load(Ordering::Relaxed),
+        thread_cpu(&["bare-relay"]),
+    );
+    let start = Instant::now();
+    let sent = paced(rate, secs, || sender.send_to(&datagram, r.input).is_ok()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let elapsed = start.elapsed();
+    let delivered = r.received.load(Ordering::Relaxed) - before.0;
+    Row::new(
+        sent,
+        fanout,
+        delivered,
+        elapsed,
+        thread_cpu(&["bare-relay"]) - before.1,
+    )
+}
+
+fn main() {
+    let args = parse_args();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    runtime.block_on(run(args));
+}
+
+async fn run(args: Args) {
+    let tp = platform::testing::embedded().await;
+    let config = calls::CallsConfig {
+        workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        api_calls_per_second: 10_000,
+        ..calls::CallsConfig::for_tests()
+    };
+    let server = common::start_with(tp, config).await;
+    let app = server.create_app().await;
+    println!(
+        "calls bench: {} CPUs, payload {} bytes, {} s per step",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        args.payload,
+        args.secs
+    );
+    offer_to_connected(&server, &app, args.connect_iters).await;
+    println!();
+    println!(
+        "{:>4} {:>7} | {:>9} {:>9} {:>5} {:>7} {:>9} | {:>9} {:>9} {:>5} {:>7} {:>9} | {:>5}",
+        "subs",
+        "in/s",
+        "SFU out",
+        "deliv/s",
+        "CPU",
+        "µs/pkt",
+        "pkt/core",
+        "relay out",
+        "deliv/s",
+        "CPU",
+        "µs/pkt",
+        "pkt/core",
+        "ratio"
+    );
+    for &fanout in &args.subscribers {
+        let mut rig = sfu_rig(&server, &app, fanout).await;
+        let bare = relay(fanout);
+        for &rate in &args.rates {
+            let s = sfu_step(&mut rig, fanout, rate, args.secs, args.payload).await;
+            let r = relay_step(&bare, fanout, rate, args.secs, args.payload).await;
+            println!(
+                "{:>4} {:>7} | {:>9.0} {:>9.0} {:>4.0}% {:>7.1} {:>9.0} | {:>9.0} {:>9.0} {:>4.0}% {:>7.1} {:>9.0} | {:>5.2}",
+                fanout,
+                rate,
+                s.offered,
+                s.delivered,
+                s.cpu_share * 100.0,
+                s.us_per_packet,
+                s.per_core,
+                r.offered,
+                r.delivered,
+                r.cpu_share * 100.0,
+                r.us_per_packet,
+                r.per_core,
+                s.per_core / r.per_core
+            );
+        }
+        bare.stop.store(true, Ordering::Relaxed);
+        for t in bare.threads {
+            let _ = t.join();
+        }
+        for p in &rig.peers {
+            p.close().await;
+        }
+    }
+    server.calls.shutdown().await;
+}
