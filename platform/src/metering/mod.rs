@@ -85,6 +85,9 @@ type Buffer = HashMap<(String, Metric, i64), f64>;
 struct Inner {
     db: Db,
     buffer: Mutex<Buffer>,
+    /// Held across take + write so `flush()` returns only after every usage recorded before the
+    /// call is in the database, even while the background flusher is mid-write.
+    flushing: tokio::sync::Mutex<()>,
     stop: Notify,
     flusher: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -101,6 +104,7 @@ impl Meter {
         let inner = Arc::new(Inner {
             db,
             buffer: Mutex::new(HashMap::new()),
+            flushing: tokio::sync::Mutex::new(()),
             stop: Notify::new(),
             flusher: Mutex::new(None),
         });
@@ -176,6 +180,7 @@ impl Meter {
 }
 
 async fn flush_buffer(inner: &Inner) -> Result<(), DbError> {
+    let _writing = inner.flushing.lock().await;
     let pending: Buffer = std::mem::take(&mut *lock(&inner.buffer));
     if pending.is_empty() {
         return Ok(());
