@@ -415,6 +415,16 @@ async fn bench_clip(
         runs,
     );
 
+    // A baseline whose output does not hold the range is not a figure (Debian ffmpeg 5.1 with
+    // `-ss` before `-i` on an fMP4 HLS playlist was seen writing an empty file).
+    let valid = |file: &std::path::Path| {
+        let probed: f64 = probe_duration(ffprobe, file).parse().unwrap_or(0.0);
+        if probed + 0.5 >= seconds {
+            ""
+        } else {
+            "  INVALID: output does not cover the range"
+        }
+    };
     let (m0, min0, _) = summary(ours);
     let (m1, min1, _) = summary(hls);
     let (m2, min2, _) = summary(file);
@@ -425,16 +435,18 @@ async fn bench_clip(
         probe_duration(ffprobe, &ours_file)
     );
     println!(
-        "  ffmpeg -ss -t -c copy from the HLS URL median {m1:7.1} ms  min {min1:7.1}  {} bytes, probed {} s  ratio {:.1}x",
+        "  ffmpeg -ss -t -c copy from the HLS URL median {m1:7.1} ms  min {min1:7.1}  {} bytes, probed {} s  ratio {:.1}x{}",
         std::fs::metadata(&hls_out).map(|m| m.len()).unwrap_or(0),
         probe_duration(ffprobe, &hls_out),
-        m1 / m0
+        m1 / m0,
+        valid(&hls_out)
     );
     println!(
-        "  ffmpeg -ss -t -c copy from a local file median {m2:7.1} ms  min {min2:7.1}  {} bytes, probed {} s  ratio {:.1}x",
+        "  ffmpeg -ss -t -c copy from a local file median {m2:7.1} ms  min {min2:7.1}  {} bytes, probed {} s  ratio {:.1}x{}",
         std::fs::metadata(&file_out).map(|m| m.len()).unwrap_or(0),
         probe_duration(ffprobe, &file_out),
-        m2 / m0
+        m2 / m0,
+        valid(&file_out)
     );
     println!("  (ratio = ffmpeg median / mediaplane median; > 1 means clip.mp4 is faster)");
 }

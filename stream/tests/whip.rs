@@ -58,8 +58,14 @@ async fn ffmpeg_whip_broadcast_is_recorded_as_hls() {
         .expect("ffmpeg runs");
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "ffmpeg WHIP publish failed: {log}");
-    // ffmpeg reads the DELETE response to the end; it must be complete (ffmpeg logs otherwise).
-    assert!(!log.contains("DELETE"), "teardown: {log}");
+    // ffmpeg 9 logs "Failed to read response from DELETE" whatever the server answers: it never
+    // parses the DELETE response (docs/stream.md; our response is checked in
+    // whip_resource_patch_and_delete). Any other error line is a failure.
+    let unexpected: Vec<&str> = log
+        .lines()
+        .filter(|l| !l.contains("Failed to read response from DELETE"))
+        .collect();
+    assert!(unexpected.is_empty(), "ffmpeg errors: {log}");
     // ffmpeg sends DELETE at the end; the broadcast then finalizes (timeoutSeconds 0).
     let video = ready_video(&server, &uid).await;
     let duration = video["duration"]
