@@ -142,6 +142,7 @@ impl Engine {
         let shared = Arc::new(Shared {
             core: Mutex::new(TurnCore::new(core_config, nonce_secret)),
             keys: RwLock::new(keys),
+            routes: net::Routes::default(),
             relay_ports: RelayPorts::new(
                 config.relay_ip,
                 config.relay_port_min,
@@ -153,16 +154,28 @@ impl Engine {
         let mut tasks = Vec::new();
         if config.enabled {
             if let Some(addr) = parse_listen(&config.udp_addr)? {
-                let socket = net::bind_udp(addr).map_err(|source| TurnError::Bind {
+                // One socket per core on the same port (SO_REUSEPORT): the kernel spreads
+                // clients over them by address hash, so client traffic is read in parallel
+                // instead of through one receive loop.
+                let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+                let bind_error = |addr: SocketAddr, source| TurnError::Bind {
                     what: "UDP",
                     addr: addr.to_string(),
                     source,
-                })?;
-                addrs.udp = Some(socket.local_addr()?);
-                tasks.push(tokio::spawn(net::serve_udp(
-                    shared.clone(),
-                    Arc::new(socket),
-                )));
+                };
+                let first = net::bind_udp_reuse(addr).map_err(|e| bind_error(addr, e))?;
+                let bound = first.local_addr()?;
+                addrs.udp = Some(bound);
+                let mut sockets = vec![first];
+                for _ in 1..workers {
+                    sockets.push(net::bind_udp_reuse(bound).map_err(|e| bind_error(bound, e))?);
+                }
+                for socket in sockets {
+                    tasks.push(tokio::spawn(net::serve_udp(
+                        shared.clone(),
+                        Arc::new(socket),
+                    )));
+                }
             }
             if let Some(addr) = parse_listen(&config.tcp_addr)? {
                 let listener = TcpListener::bind(addr)

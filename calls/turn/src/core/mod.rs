@@ -17,8 +17,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use allocation::{Allocation, BindError};
-pub use allocation::{CHANNEL_MAX, CHANNEL_MIN};
+pub use allocation::{parse_channel_data, Lane, PeerAction, CHANNEL_MAX, CHANNEL_MIN};
+use allocation::{Allocation, BindError, Counters, Identity};
 use nonce::{NonceCheck, NonceIssuer};
 use peer_policy::PeerPolicy;
 
@@ -148,15 +148,6 @@ pub struct RelayBinding<R> {
 /// How long a reserved port waits for its RESERVATION-TOKEN (RFC 8656 §7.2 suggests 30 s).
 const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
 
-/// What the shell does with a datagram that reached a relay socket.
-pub enum PeerAction {
-    Ignore,
-    /// Send to the allocation's client.
-    ToClient(Vec<u8>),
-    /// The allocation is gone: close the relay socket.
-    Gone,
-}
-
 /// Errors answered with an ERROR-CODE (RFC 8489 §14.8, RFC 8656 §19).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StunError {
@@ -244,6 +235,8 @@ pub struct TurnCore<R> {
     usage_backlog: HashMap<std::sync::Arc<str>, u64>,
     reservations: HashMap<[u8; 8], (R, SocketAddr, Instant)>,
     stats: Stats,
+    /// Relayed-packet counters, shared with the lanes that do the relaying.
+    counters: std::sync::Arc<Counters>,
 }
 
 impl<R: Clone> TurnCore<R> {
@@ -258,12 +251,16 @@ impl<R: Clone> TurnCore<R> {
             usage_backlog: HashMap::new(),
             reservations: HashMap::new(),
             stats: Stats::default(),
+            counters: std::sync::Arc::default(),
         }
     }
 
     pub fn stats(&self) -> Stats {
+        use std::sync::atomic::Ordering::Relaxed;
         Stats {
             allocations: self.allocations.len(),
+            relayed_to_peer: self.counters.relayed_to_peer.load(Relaxed),
+            relayed_to_client: self.counters.relayed_to_client.load(Relaxed),
             ..self.stats
         }
     }
@@ -305,29 +302,18 @@ impl<R: Clone> TurnCore<R> {
         data: &'a [u8],
         now: Now,
     ) -> ClientAction<'a, R> {
-        if data.len() < 4 {
-            self.stats.malformed += 1;
-            return ClientAction::Ignore;
-        }
-        let number = u16::from_be_bytes([data[0], data[1]]);
-        let len = usize::from(u16::from_be_bytes([data[2], data[3]]));
-        // Over UDP the datagram may carry padding after the payload; never less than `len`.
-        let Some(payload) = data.get(4..4 + len) else {
+        let Some((number, payload)) = parse_channel_data(data) else {
             self.stats.malformed += 1;
             return ClientAction::Ignore;
         };
         let Some(allocation) = self.allocations.get(&ft) else {
             return ClientAction::Ignore;
         };
-        let Some(peer) = allocation.channel_peer(number, now.instant) else {
+        let Some(peer) = allocation.lane.channel_destination(number, now.instant) else {
             return ClientAction::Ignore;
         };
-        if !allocation.has_permission(peer.ip(), now.instant) {
-            return ClientAction::Ignore;
-        }
-        self.stats.relayed_to_peer += 1;
         ClientAction::Relay {
-            relay: allocation.relay.clone(),
+            relay: allocation.relay().clone(),
             peer,
             data: payload,
         }
@@ -354,9 +340,11 @@ impl<R: Clone> TurnCore<R> {
         if !allocation.has_permission(peer.ip(), now.instant) {
             return ClientAction::Ignore;
         }
-        self.stats.relayed_to_peer += 1;
+        self.counters
+            .relayed_to_peer
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ClientAction::Relay {
-            relay: allocation.relay.clone(),
+            relay: allocation.relay().clone(),
             peer,
             data,
         }
@@ -589,14 +577,14 @@ impl<R: Clone> TurnCore<R> {
     }
 
     /// Completes an Allocate with the relay socket the shell bound (`Ok((handle, local address))`)
-    /// or the reason it could not (`Err`). Returns the response and, on success, the id the relay
-    /// socket's task must pass to [`TurnCore::handle_peer`].
+    /// or the reason it could not (`Err`). Returns the response and, on success, the allocation's
+    /// [`Lane`], through which the shell relays without locking the core.
     pub fn finish_allocate(
         &mut self,
         ticket: AllocateTicket<R>,
         relay: Result<RelayBinding<R>, StunError>,
         now: Now,
-    ) -> (Vec<u8>, Option<u64>) {
+    ) -> (Vec<u8>, Option<std::sync::Arc<Lane<R>>>) {
         let tid = ticket.transaction_id;
         let RelayBinding {
             relay,
@@ -637,9 +625,13 @@ impl<R: Clone> TurnCore<R> {
             .integrity(&ticket.key)
             .fingerprint();
         let mut allocation = Allocation::new(
-            id,
-            ticket.username.clone(),
-            ticket.owner,
+            Identity {
+                id,
+                username: ticket.username.clone(),
+                owner: ticket.owner,
+                stream: ticket.five_tuple.transport.is_stream(),
+                counters: self.counters.clone(),
+            },
             relay,
             relayed,
             now.instant + ticket.lifetime,
@@ -648,8 +640,9 @@ impl<R: Clone> TurnCore<R> {
         allocation.allocate_response = response.clone();
         *self.per_user.entry(ticket.username).or_insert(0) += 1;
         tracing::debug!(client = %ticket.five_tuple.client, %relayed, allocation = id, "TURN allocation created");
+        let lane = allocation.lane.clone();
         self.allocations.insert(ticket.five_tuple, allocation);
-        (response, Some(id))
+        (response, Some(lane))
     }
 
     /// LIFETIME requested, clamped to the server's maximum; the default when absent.
@@ -767,7 +760,9 @@ impl<R: Clone> TurnCore<R> {
         )
     }
 
-    /// A datagram from `peer` arrived on the relay socket of allocation `id` for `ft`.
+    /// A datagram from `peer` arrived on the relay socket of allocation `id` for `ft`. The shell
+    /// calls [`Lane::from_peer`] on the lane it was given instead; this is the same decision
+    /// reached through the core.
     pub fn handle_peer(
         &mut self,
         ft: FiveTuple,
@@ -776,40 +771,10 @@ impl<R: Clone> TurnCore<R> {
         data: &[u8],
         now: Now,
     ) -> PeerAction {
-        let Some(allocation) = self.allocations.get_mut(&ft).filter(|a| a.id == id) else {
-            return PeerAction::Gone;
-        };
-        if !allocation.has_permission(peer.ip(), now.instant)
-            || data.len() > usize::from(u16::MAX) - 64
-        {
-            return PeerAction::Ignore;
+        match self.allocations.get(&ft).filter(|a| a.id == id) {
+            Some(allocation) => allocation.lane.from_peer(peer, data, now.instant),
+            None => PeerAction::Gone,
         }
-        let out = match allocation.channel_for_peer(peer, now.instant) {
-            Some(number) => {
-                let total = if ft.transport.is_stream() {
-                    stun::padded(4 + data.len())
-                } else {
-                    4 + data.len()
-                };
-                let mut out = Vec::with_capacity(total);
-                out.extend_from_slice(&number.to_be_bytes());
-                out.extend_from_slice(&(data.len() as u16).to_be_bytes());
-                out.extend_from_slice(data);
-                out.resize(total, 0);
-                out
-            }
-            None => {
-                let mut tid = [0u8; 12];
-                rand::Rng::fill(&mut rand::rng(), &mut tid[..]);
-                MessageBuilder::with_capacity(Class::Indication, method::DATA, tid, data.len())
-                    .xor_address(attr::XOR_PEER_ADDRESS, peer)
-                    .bytes(attr::DATA, data)
-                    .finish()
-            }
-        };
-        allocation.unmetered_egress += out.len() as u64;
-        self.stats.relayed_to_client += 1;
-        PeerAction::ToClient(out)
     }
 
     fn remove(&mut self, ft: &FiveTuple) -> Option<R> {
@@ -820,14 +785,15 @@ impl<R: Clone> TurnCore<R> {
                 self.per_user.remove(&allocation.username);
             }
         }
-        if allocation.unmetered_egress > 0 {
+        let unmetered = allocation.close();
+        if unmetered > 0 {
             *self
                 .usage_backlog
                 .entry(allocation.owner.account_id.clone())
-                .or_insert(0) += allocation.unmetered_egress;
+                .or_insert(0) += unmetered;
         }
         tracing::debug!(client = %ft.client, allocation = allocation.id, "TURN allocation removed");
-        Some(allocation.relay)
+        Some(allocation.relay().clone())
     }
 
     /// The client's connection closed (TCP/TLS): its allocation ends with it (RFC 8656 §3.1).
@@ -866,11 +832,12 @@ impl<R: Clone> TurnCore<R> {
     /// Hands out relayed bytes per account since the last call.
     pub fn drain_usage(&mut self) -> Vec<(std::sync::Arc<str>, u64)> {
         let mut usage: HashMap<std::sync::Arc<str>, u64> = std::mem::take(&mut self.usage_backlog);
-        for allocation in self.allocations.values_mut() {
-            if allocation.unmetered_egress > 0 {
+        for allocation in self.allocations.values() {
+            let bytes = allocation.lane.take_egress();
+            if bytes > 0 {
                 *usage
                     .entry(allocation.owner.account_id.clone())
-                    .or_insert(0) += std::mem::take(&mut allocation.unmetered_egress);
+                    .or_insert(0) += bytes;
             }
         }
         usage.into_iter().collect()

@@ -1,8 +1,10 @@
 //! The thin I/O shells around the sans-IO core: a UDP listener, TCP and TLS listeners with
 //! RFC 8656 stream framing, one UDP socket and task per relayed address, and the timer task.
 //!
-//! Every input goes through [`Shared::on_client`] or the relay loop, which lock the core for the
-//! duration of one `handle_*` call and do the socket write after releasing it.
+//! STUN requests go through [`Shared::on_client`], which locks the core for one `handle_client`
+//! call and does the socket write after releasing it. The data path does not touch the core's
+//! lock: ChannelData from a client is routed with the allocation's [`Lane`] found in [`Routes`]
+//! (a sharded, read-mostly map), and each relay socket's task holds its own lane.
 
 mod relay;
 mod stream;
@@ -10,17 +12,22 @@ pub mod tls;
 mod udp;
 
 use std::{
+    collections::HashMap,
+    hash::{BuildHasher, RandomState},
     net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex, MutexGuard, RwLock},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tokio::{net::UdpSocket, sync::mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    core::{ClientAction, FiveTuple, Now, RelayBinding, StunError, TurnCore},
+    core::{
+        parse_channel_data, ClientAction, FiveTuple, Lane, Now, RelayBinding, StunError, TurnCore,
+    },
     credentials::KeyRing,
+    stun,
 };
 pub use relay::RelayPorts;
 pub use stream::serve_stream;
@@ -58,9 +65,54 @@ impl ClientSink {
     }
 }
 
+type RouteShard = HashMap<FiveTuple, Arc<Lane<Relay>>>;
+
+/// 5-tuple → lane of its allocation, for ChannelData from clients. Sharded so the listeners on
+/// different cores rarely touch the same lock; entries are added when an allocation is made and
+/// removed when its relay task ends (a lane whose allocation is gone relays nothing meanwhile).
+pub struct Routes {
+    shards: Box<[RwLock<RouteShard>]>,
+    hasher: RandomState,
+}
+
+impl Default for Routes {
+    fn default() -> Self {
+        Self {
+            shards: (0..16).map(|_| RwLock::default()).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl Routes {
+    fn shard(&self, ft: &FiveTuple) -> &RwLock<RouteShard> {
+        let index = self.hasher.hash_one(ft) as usize % self.shards.len();
+        &self.shards[index]
+    }
+
+    pub fn get(&self, ft: &FiveTuple) -> Option<Arc<Lane<Relay>>> {
+        let shard = self.shard(ft).read().unwrap_or_else(|e| e.into_inner());
+        shard.get(ft).cloned()
+    }
+
+    fn insert(&self, ft: FiveTuple, lane: Arc<Lane<Relay>>) {
+        let mut shard = self.shard(&ft).write().unwrap_or_else(|e| e.into_inner());
+        shard.insert(ft, lane);
+    }
+
+    /// Removes the route of allocation `id` (not a newer allocation on the same 5-tuple).
+    fn remove(&self, ft: &FiveTuple, id: u64) {
+        let mut shard = self.shard(ft).write().unwrap_or_else(|e| e.into_inner());
+        if shard.get(ft).is_some_and(|lane| lane.id == id) {
+            shard.remove(ft);
+        }
+    }
+}
+
 pub struct Shared {
     pub core: Mutex<TurnCore<Relay>>,
     pub keys: RwLock<KeyRing>,
+    pub routes: Routes,
     pub relay_ports: RelayPorts,
     pub cancel: CancellationToken,
 }
@@ -83,8 +135,28 @@ impl Shared {
         self.keys.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// ChannelData on a known allocation: relayed through its lane without locking the core.
+    /// `false` when the core has to look at it (no allocation for the 5-tuple, malformed frame).
+    fn channel_data_fast(&self, ft: &FiveTuple, data: &[u8]) -> bool {
+        let Some(lane) = self.routes.get(ft) else {
+            return false;
+        };
+        let Some((number, payload)) = parse_channel_data(data) else {
+            return false;
+        };
+        if let Some(peer) = lane.channel_destination(number, Instant::now()) {
+            let _ = lane.relay.socket.try_send_to(payload, peer);
+        }
+        true
+    }
+
     /// Runs one client message through the core and carries out what it decides.
     pub fn on_client(self: &Arc<Self>, ft: FiveTuple, data: &[u8], sink: &ClientSink) {
+        if data.first().is_some_and(|b| stun::is_channel_data(*b))
+            && self.channel_data_fast(&ft, data)
+        {
+            return;
+        }
         let now = Now::system();
         let action = {
             let keys = self.keys();
@@ -122,11 +194,11 @@ impl Shared {
                         tracing::warn!(error = %e, client = %ft.client, "no relay port available");
                         StunError::InsufficientCapacity
                     });
-                    let started = relay.as_ref().ok().map(|b| b.relay.clone());
-                    let (reply, id) = core.finish_allocate(ticket, relay, now);
+                    let (reply, lane) = core.finish_allocate(ticket, relay, now);
                     drop(core);
-                    if let (Some(relay), Some(id)) = (started, id) {
-                        relay::spawn(self.clone(), relay, ft, id, sink.clone());
+                    if let Some(lane) = lane {
+                        self.routes.insert(ft, lane.clone());
+                        relay::spawn(self.clone(), lane, ft, sink.clone());
                     }
                     sink.send(reply);
                     return;
@@ -161,6 +233,16 @@ pub const SOCKET_BUFFER: usize = 4 << 20;
 
 /// Binds a UDP socket with large buffers for use by tokio.
 pub fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    bind_udp_with(addr, false)
+}
+
+/// Like [`bind_udp`], with SO_REUSEPORT so several sockets (one per listener task) share the
+/// port. Only sockets of this process's user can join the group.
+pub fn bind_udp_reuse(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    bind_udp_with(addr, true)
+}
+
+fn bind_udp_with(addr: SocketAddr, reuse_port: bool) -> std::io::Result<UdpSocket> {
     let domain = if addr.is_ipv4() {
         socket2::Domain::IPV4
     } else {
@@ -171,6 +253,10 @@ pub fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
         let _ = socket.set_only_v6(true);
     }
     tune_buffers(&socket, SOCKET_BUFFER);
+    #[cfg(unix)]
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     UdpSocket::from_std(socket.into())

@@ -3,12 +3,13 @@
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::{Arc, Mutex},
+    time::Instant,
 };
 
 use tokio::net::UdpSocket;
 
 use super::{bind_udp, lock, ClientSink, Relay, Shared};
-use crate::core::{FiveTuple, Now, PeerAction};
+use crate::core::{FiveTuple, Lane, PeerAction};
 
 pub struct RelayPorts {
     ipv4: IpAddr,
@@ -102,9 +103,11 @@ impl RelayPorts {
 /// A bound relay socket and its local address.
 pub type Bound = (Arc<UdpSocket>, SocketAddr);
 
-/// Receives from peers on one relay socket until the allocation ends.
-pub fn spawn(shared: Arc<Shared>, relay: Relay, ft: FiveTuple, id: u64, sink: ClientSink) {
+/// Receives from peers on one relay socket until the allocation ends, relaying through the
+/// allocation's lane (never the core's lock).
+pub fn spawn(shared: Arc<Shared>, lane: Arc<Lane<Relay>>, ft: FiveTuple, sink: ClientSink) {
     tokio::spawn(async move {
+        let relay = &lane.relay;
         let mut buf = vec![0u8; 65_536];
         loop {
             let received = tokio::select! {
@@ -116,15 +119,13 @@ pub fn spawn(shared: Arc<Shared>, relay: Relay, ft: FiveTuple, id: u64, sink: Cl
                 // ICMP errors from earlier sends surface here on Linux; they end nothing.
                 Err(_) => continue,
             };
-            let action = shared
-                .core()
-                .handle_peer(ft, id, peer, &buf[..len], Now::system());
-            match action {
+            match lane.from_peer(peer, &buf[..len], Instant::now()) {
                 PeerAction::ToClient(bytes) => sink.send(bytes),
                 PeerAction::Ignore => {}
                 PeerAction::Gone => break,
             }
         }
-        tracing::trace!(allocation = id, "relay task ended");
+        shared.routes.remove(&ft, lane.id);
+        tracing::trace!(allocation = lane.id, "relay task ended");
     });
 }

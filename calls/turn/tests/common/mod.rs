@@ -23,10 +23,15 @@ pub struct Server {
 
 impl Server {
     pub async fn start(tp: TestPlatform, config: TurnConfig) -> Server {
+        Self::start_with(tp, config, axum::Router::new()).await
+    }
+
+    /// TURN plus another product's routes on the same HTTP server (e.g. the Calls API).
+    pub async fn start_with(tp: TestPlatform, config: TurnConfig, other: axum::Router) -> Server {
         let turn = TurnService::start(tp.platform.clone(), config)
             .await
             .expect("TURN starts");
-        let app = platform::http::apply_layers(turn.router(), tp.config());
+        let app = platform::http::apply_layers(turn.router().merge(other), tp.config());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let http_task = tokio::spawn(async move {
@@ -176,4 +181,29 @@ pub async fn allocate(
         }
     };
     (socket, outcome)
+}
+
+/// A Python interpreter (the test venv's, else `python3`) that can import `module`; `None` when
+/// missing and allowed to skip. Install with `scripts/test.sh` (scripts/deps/pip.txt).
+pub fn python_with(module: &str) -> Option<PathBuf> {
+    let python = std::env::var("MEDIAPLANE_TEST_VENV")
+        .ok()
+        .map(|v| PathBuf::from(v).join("bin/python"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let importable = std::process::Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if importable {
+        return Some(python);
+    }
+    let required = std::env::var("MEDIAPLANE_TEST_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "MEDIAPLANE_TEST_REQUIRE_EXTERNAL=1 but Python module {module} is not importable from {} (PyPI {module}, scripts/deps/pip.txt; set MEDIAPLANE_TEST_VENV)",
+        python.display()
+    );
+    eprintln!("skipped: Python module {module} not installed (set MEDIAPLANE_TEST_VENV)");
+    None
 }
