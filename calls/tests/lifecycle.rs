@@ -10,7 +10,6 @@ use reqwest::Method;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use serde_json::json;
 use sqlx::Row;
-use webrtc::media_stream::track_local::TrackLocal;
 
 fn tag_of(p: &peer::Received) -> u8 {
     p.payload[0]
@@ -271,27 +270,15 @@ async fn track_without_media_becomes_inactive() {
     assert_eq!(body["tracks"][0]["sessionId"], pub_session, "{body}");
 
     // Media again (sequence numbers continue after the first burst): active again.
-    let again = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        for n in 100..600u32 {
-            tick.tick().await;
-            let packet = rtc::rtp::packet::Packet {
-                header: rtc::rtp::header::Header {
-                    version: 2,
-                    payload_type: VP8_PT,
-                    sequence_number: (1000 + n) as u16,
-                    timestamp: 5000 + n * 3000,
-                    ssrc: 0xD1,
-                    marker: true,
-                    ..Default::default()
-                },
-                payload: bytes::Bytes::from(peer::payload(0xB1, n, 200)),
-            };
-            if cam.write_rtp(packet).await.is_err() {
-                break;
-            }
-        }
-    });
+    let again = peer::send_stream_from(
+        cam,
+        0xD1,
+        VP8_PT,
+        0xB1,
+        3000,
+        Duration::from_millis(20),
+        100..600,
+    );
     wait_status(&server, &app, &pub_session, "cam", "active").await;
     again.abort();
     publisher.close().await;

@@ -356,9 +356,23 @@ pub fn send_stream(
     every: Duration,
     count: u32,
 ) -> tokio::task::JoinHandle<()> {
+    send_stream_from(track, ssrc, pt, tag, ts_step, every, 0..count)
+}
+
+/// Like [`send_stream`] for packet numbers `numbers` (a later burst continues the sequence
+/// numbers and timestamps of an earlier one, so SRTP replay protection keeps accepting them).
+pub fn send_stream_from(
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    pt: u8,
+    tag: u8,
+    ts_step: u32,
+    every: Duration,
+    numbers: std::ops::Range<u32>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
-        for n in 0..count {
+        for n in numbers {
             tick.tick().await;
             let packet = rtc::rtp::packet::Packet {
                 header: rtc::rtp::header::Header {
