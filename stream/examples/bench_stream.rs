@@ -106,14 +106,8 @@ async fn main() {
         packets[1],
         video["duration"].as_f64().unwrap_or(0.0)
     );
-    segment_latency(
-        &tp,
-        &video_id,
-        &units,
-        &listed.lock().expect("lock"),
-        poll_ms,
-    )
-    .await;
+    let listed = listed.lock().expect("lock").clone();
+    segment_latency(&tp, &video_id, &units, &listed, poll_ms).await;
 
     // 3. clip.mp4 vs ffmpeg -c copy of the same range.
     bench_clip(
