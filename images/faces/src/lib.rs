@@ -21,7 +21,7 @@ mod saliency;
 pub use crop::{auto_crop, face_crop, focus_crop, CropRect};
 pub use decode::{Face, DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD};
 #[doc(hidden)]
-pub use detector::optimised_model;
+pub use detector::{optimised_model, OptimisedModel};
 pub use detector::{FaceDetector, DEFAULT_INPUT_SIZE, DEFAULT_MODEL, DEFAULT_MODEL_SHA256};
 pub use error::FaceError;
 pub use saliency::saliency_focus;
