@@ -15,46 +15,16 @@ use std::path::PathBuf;
 use reqwest::Method;
 use serde_json::Value;
 
-fn node_modules() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var("MEDIAPLANE_TEST_NODE_MODULES")
-            .ok()
-            .map(PathBuf::from),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/browser/node_modules")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|p| p.join("playwright-core").is_dir())
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(name))
-            .find(|p| p.is_file())
-    })
-}
-
-fn skip_or_fail(what: &str) {
-    if std::env::var("MEDIAPLANE_TEST_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
-        panic!("{what} is required (MEDIAPLANE_TEST_REQUIRE_EXTERNAL=1) but not installed");
-    }
-    println!("skipped: {what} not installed");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_publishes_and_pulls_through_the_demo_page() {
-    let Some(modules) = node_modules() else {
-        return skip_or_fail("npm playwright-core (MEDIAPLANE_TEST_NODE_MODULES)");
+    let Some(platform::testing::BrowserTools {
+        node,
+        chromium,
+        node_modules: modules,
+    }) = platform::testing::browser_tools(&["playwright-core"])
+    else {
+        return;
     };
-    let Some(node) = which("node") else {
-        return skip_or_fail("node");
-    };
-    let chromium = PathBuf::from("/usr/bin/chromium");
-    if !chromium.exists() {
-        return skip_or_fail("chromium (/usr/bin/chromium)");
-    }
     let server = common::start(platform::testing::embedded().await).await;
     let app = server.create_app().await;
 

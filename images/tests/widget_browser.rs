@@ -13,31 +13,16 @@ use common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-fn node_modules() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var("MEDIAPLANE_TEST_NODE_MODULES")
-            .ok()
-            .map(PathBuf::from),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/browser/node_modules")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|p| p.join("playwright-core").is_dir())
-}
-
 #[tokio::test]
 async fn widget_uploads_a_jpeg_in_chromium() {
-    let Some(modules) = node_modules() else {
-        return skip_or_fail("npm playwright-core (MEDIAPLANE_TEST_NODE_MODULES)");
+    let Some(platform::testing::BrowserTools {
+        node,
+        chromium,
+        node_modules: modules,
+    }) = platform::testing::browser_tools(&["playwright-core"])
+    else {
+        return;
     };
-    let Some(node) = which("node") else {
-        return skip_or_fail("node");
-    };
-    let chromium = PathBuf::from("/usr/bin/chromium");
-    if !chromium.exists() {
-        return skip_or_fail("chromium (/usr/bin/chromium)");
-    }
     let s = start(platform::testing::embedded().await, test_config()).await;
     let (status, key) = s
         .send_json(

@@ -33,7 +33,7 @@ fn env(name: &str) -> Option<String> {
 
 /// The external-backend settings, or `None` when they are not configured.
 pub fn external_config(data_dir: PathBuf) -> Option<PlatformConfig> {
-    let require = env("MEDIAPLANE_TEST_REQUIRE_EXTERNAL").is_some_and(|v| v == "1");
+    let require = external_required();
     let (Some(pg), Some(endpoint)) = (
         env("MEDIAPLANE_TEST_POSTGRES_URL"),
         env("MEDIAPLANE_TEST_S3_ENDPOINT"),
@@ -120,4 +120,71 @@ pub async fn all_backends() -> Vec<TestPlatform> {
     let mut all = vec![embedded().await];
     all.extend(external().await);
     all
+}
+
+/// True when the test command demands every external tool (`MEDIAPLANE_TEST_REQUIRE_EXTERNAL=1`).
+pub fn external_required() -> bool {
+    env("MEDIAPLANE_TEST_REQUIRE_EXTERNAL").is_some_and(|v| v == "1")
+}
+
+/// Skips (prints why) or, under `MEDIAPLANE_TEST_REQUIRE_EXTERNAL=1`, fails: CI must never pass a
+/// test that silently did not run.
+pub fn skip_or_fail(what: &str) {
+    assert!(
+        !external_required(),
+        "{what} is required (MEDIAPLANE_TEST_REQUIRE_EXTERNAL=1) but not installed"
+    );
+    eprintln!("skipped: {what} not installed");
+}
+
+/// An executable on `PATH`.
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// What a browser test needs: `node`, Debian's Chromium and the npm packages of
+/// `tests/browser/package.json` (from `$MEDIAPLANE_TEST_NODE_MODULES`, else the repository's
+/// `tests/browser/node_modules`).
+pub struct BrowserTools {
+    pub node: PathBuf,
+    pub chromium: PathBuf,
+    pub node_modules: PathBuf,
+}
+
+/// The browser tools, or `None` after [`skip_or_fail`] when one is missing. `packages` are the npm
+/// packages the test's script imports.
+pub fn browser_tools(packages: &[&str]) -> Option<BrowserTools> {
+    let repo_modules =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/browser/node_modules");
+    let Some(node_modules) = [
+        env("MEDIAPLANE_TEST_NODE_MODULES").map(PathBuf::from),
+        Some(repo_modules),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|dir| packages.iter().all(|p| dir.join(p).is_dir())) else {
+        skip_or_fail(&format!(
+            "npm {} (MEDIAPLANE_TEST_NODE_MODULES)",
+            packages.join(", ")
+        ));
+        return None;
+    };
+    let Some(node) = which("node") else {
+        skip_or_fail("node");
+        return None;
+    };
+    let chromium = PathBuf::from("/usr/bin/chromium");
+    if !chromium.is_file() {
+        skip_or_fail("chromium (/usr/bin/chromium)");
+        return None;
+    }
+    Some(BrowserTools {
+        node,
+        chromium,
+        node_modules,
+    })
 }

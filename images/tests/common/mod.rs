@@ -204,21 +204,7 @@ pub fn test_config() -> ImagesConfig {
     c
 }
 
-pub fn which(name: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(name))
-            .find(|p| p.is_file())
-    })
-}
-
-/// A missing external tool: the test fails under MEDIAPLANE_TEST_REQUIRE_EXTERNAL=1, else says it skipped.
-pub fn skip_or_fail(what: &str) {
-    if std::env::var("MEDIAPLANE_TEST_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
-        panic!("{what} is required (MEDIAPLANE_TEST_REQUIRE_EXTERNAL=1) but not installed");
-    }
-    println!("skipped: {what} not installed");
-}
+pub use platform::testing::{skip_or_fail, which};
 
 /// `ffprobe`'s view of an encoded image: (codec name, width, height); `None` when ffprobe is missing
 /// (after [`skip_or_fail`]).
