@@ -14,35 +14,17 @@ use common::*;
 use serde_json::Value;
 use stream::StreamConfig;
 
-fn node_modules() -> Option<PathBuf> {
-    [
-        std::env::var("MEDIAPLANE_TEST_NODE_MODULES")
-            .ok()
-            .map(PathBuf::from),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/browser/node_modules")),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|p| p.join("playwright-core").is_dir() && p.join("hls.js").is_dir())
-}
-
-fn skip_or_fail(what: &str) {
-    if std::env::var("MEDIAPLANE_TEST_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
-        panic!("{what} is required (MEDIAPLANE_TEST_REQUIRE_EXTERNAL=1) but not installed");
-    }
-    eprintln!("skipped: {what} not installed");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_plays_live_hls_with_hlsjs_and_decodes_whep() {
-    let Some(modules) = node_modules() else {
-        return skip_or_fail("npm playwright-core + hls.js (MEDIAPLANE_TEST_NODE_MODULES)");
+    let Some(platform::testing::BrowserTools {
+        node,
+        chromium,
+        node_modules: modules,
+    }) = platform::testing::browser_tools(&["playwright-core", "hls.js"])
+    else {
+        return;
     };
-    let chromium = PathBuf::from("/usr/bin/chromium");
-    if !chromium.exists() {
-        return skip_or_fail("chromium (/usr/bin/chromium)");
-    }
-    let (Some(node), Some(whip)) = (tool("node"), whip_ffmpeg()) else {
+    let Some(whip) = whip_ffmpeg() else {
         return;
     };
     let tp = platform::testing::embedded().await;
