@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# RetinaFace speed: tract (images-faces) vs Python onnxruntime, same model, same input tensor, same threads.
+# RetinaFace speed: images-faces on tract and on onnxruntime (through `ort`, the library from the same PyPI wheel)
+# vs Python onnxruntime: same model, same input tensor, same threads.
 # Usage: scripts/bench-faces.sh [size=480] [threads="1 2"] [iters=30]
 #   threads is a space-separated list; one RESULT line is printed per thread count.
 # Needs python3 with onnxruntime + numpy: $MEDIAPLANE_TEST_VENV, else /root/.cache/mediaplane/venv, else PATH.
@@ -22,6 +23,8 @@ if ! "$PY" -c 'import onnxruntime, numpy' 2>/dev/null; then
   exit 1
 fi
 
+ORT_LIB=$("$PY" -c 'import glob, os, onnxruntime; print(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so.*"))[0])')
+
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
@@ -31,6 +34,7 @@ BENCH="$CARGO_TARGET_DIR/release/examples/bench_faces"
 echo "machine: $(nproc) cpus, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for n in $THREADS; do
   "$BENCH" --size "$SIZE" --threads "$n" --iters "$ITERS" --dump-input "$TMP/input.f32" | tee "$TMP/tract.txt"
+  "$BENCH" --size "$SIZE" --threads "$n" --iters "$ITERS" --onnxruntime-library "$ORT_LIB" | tee "$TMP/mport.txt"
 
   "$PY" - "$TMP/input.f32" "$SIZE" "$n" "$ITERS" models/retinaface_mv1_0.25.onnx <<'PY' | tee "$TMP/ort.txt"
 import statistics, sys, time
@@ -69,13 +73,16 @@ print(f"ort_priors_above_0.6={(conf[0, :, 1] >= 0.6).sum()}")
 PY
 
   get() { sed -n "s/^$1=//p" "$2"; }
-  awk -v tm="$(get tract_network_median_ms "$TMP/tract.txt")" -v om="$(get ort_network_median_ms "$TMP/ort.txt")" \
-      -v tn="$(get tract_network_min_ms "$TMP/tract.txt")" -v on="$(get ort_network_min_ms "$TMP/ort.txt")" \
-      -v s="$SIZE" -v n="$n" \
-    'BEGIN { printf "RESULT size=%s threads=%s wall median: tract=%.2fms onnxruntime=%.2fms ratio=%.2fx | wall min: tract=%.2fms onnxruntime=%.2fms ratio=%.2fx (target <= 1.2x)\n", s, n, tm, om, tm / om, tn, on, tn / on }'
-  if [ "$n" = 1 ]; then
-    awk -v tc="$(get tract_network_thread_cpu_median_ms "$TMP/tract.txt")" \
-        -v oc="$(get ort_network_thread_cpu_median_ms "$TMP/ort.txt")" -v s="$SIZE" \
-      'BEGIN { printf "RESULT size=%s threads=1 thread CPU median: tract=%.2fms onnxruntime=%.2fms ratio=%.2fx\n", s, tc, oc, tc / oc }'
-  fi
+  for engine in tract onnxruntime; do
+    file="$TMP/tract.txt"; [ "$engine" = onnxruntime ] && file="$TMP/mport.txt"
+    awk -v tm="$(get "${engine}_network_median_ms" "$file")" -v om="$(get ort_network_median_ms "$TMP/ort.txt")" \
+        -v tn="$(get "${engine}_network_min_ms" "$file")" -v on="$(get ort_network_min_ms "$TMP/ort.txt")" \
+        -v s="$SIZE" -v n="$n" -v e="mediaplane-$engine" \
+      'BEGIN { printf "RESULT size=%s threads=%s wall median: %s=%.2fms python-onnxruntime=%.2fms ratio=%.2fx | wall min: %.2fms vs %.2fms ratio=%.2fx (target <= 1.2x)\n", s, n, e, tm, om, tm / om, tn, on, tn / on }'
+    if [ "$n" = 1 ]; then
+      awk -v tc="$(get "${engine}_network_thread_cpu_median_ms" "$file")" \
+          -v oc="$(get ort_network_thread_cpu_median_ms "$TMP/ort.txt")" -v s="$SIZE" -v e="mediaplane-$engine" \
+        'BEGIN { printf "RESULT size=%s threads=1 thread CPU median: %s=%.2fms python-onnxruntime=%.2fms ratio=%.2fx\n", s, e, tc, oc, tc / oc }'
+    fi
+  done
 done

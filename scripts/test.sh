@@ -44,6 +44,11 @@ install_python() {
     "$MEDIAPLANE_TEST_VENV/bin/pip" install -q --disable-pip-version-check $(deps scripts/deps/pip.txt)
     echo "$want" >"$stamp"
   fi
+  # onnxruntime's shared library from the wheel: the face detector's faster engine (images-faces tests).
+  local ort_lib
+  for ort_lib in "$MEDIAPLANE_TEST_VENV"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.*; do
+    [ -f "$ort_lib" ] && export MEDIAPLANE_TEST_ONNXRUNTIME_LIBRARY="$ort_lib"
+  done
 }
 
 install_npm() {

@@ -1,14 +1,16 @@
-//! Times RetinaFace on tract: the network alone (to compare with onnxruntime) and the whole `detect`.
+//! Times RetinaFace in images-faces: the network alone (to compare with Python onnxruntime) and the whole
+//! `detect`, on tract or, with `--onnxruntime-library`, on onnxruntime through `ort`.
 //!
 //! `cargo run --release -p images-faces --example bench_faces -- [--size 480] [--threads 1] [--iters 20]
-//!  [--image path.png] [--dump-input path.f32]`
+//!  [--image path.png] [--dump-input path.f32] [--onnxruntime-library libonnxruntime.so]`
+//! Keys are prefixed with the engine (`tract_…` or `onnxruntime_…`).
 //! `--dump-input` writes the exact network input (little-endian f32, NCHW) so another runtime can be timed on
 //! the same tensor. Prints one `key=value` line per figure: medians, and minima (the least disturbed run, which
 //! matters on a shared machine). `scripts/bench-faces.sh` runs it in release, as production does.
 
 use std::time::Instant;
 
-use images_faces::{FaceDetector, DEFAULT_INPUT_SIZE};
+use images_faces::{Engine, FaceDetector, DEFAULT_INPUT_SIZE};
 
 fn median_ms(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(f64::total_cmp);
@@ -51,6 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut image_path =
         concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/astronaut.png").to_string();
     let mut dump: Option<String> = None;
+    let mut engine = Engine::Tract;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
@@ -60,15 +63,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--iters" => iters = value()?.parse::<usize>()?.max(1),
             "--image" => image_path = value()?,
             "--dump-input" => dump = Some(value()?),
+            "--onnxruntime-library" => {
+                engine = Engine::OnnxRuntime {
+                    library: value()?.into(),
+                    sessions: 1,
+                }
+            }
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
 
     let image = image::open(&image_path)?.to_rgb8();
     let started = Instant::now();
-    let detector = FaceDetector::load_default_with_threads(size, threads)?;
+    let name = engine.name();
+    let detector = FaceDetector::load_default_on(size, threads, engine)?;
     println!(
-        "tract_plan_build_ms={:.1}",
+        "{name}_load_ms={:.1}",
         started.elapsed().as_secs_f64() * 1000.0
     );
 
@@ -98,15 +108,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(())
     })?;
     println!("size={size} threads={threads} iters={iters}");
-    println!("tract_network_median_ms={:.2}", median_ms(network.clone()));
-    println!("tract_network_min_ms={:.2}", min_ms(&network));
+    println!("{name}_network_median_ms={:.2}", median_ms(network.clone()));
+    println!("{name}_network_min_ms={:.2}", min_ms(&network));
     // Only meaningful with one thread: the matmul pool's threads are not counted.
     println!(
-        "tract_network_thread_cpu_median_ms={:.2}",
+        "{name}_network_thread_cpu_median_ms={:.2}",
         median_ms(network_cpu)
     );
-    println!("tract_letterbox_median_ms={:.2}", median_ms(letterbox));
-    println!("tract_detect_median_ms={:.2}", median_ms(full));
+    println!("{name}_letterbox_median_ms={:.2}", median_ms(letterbox));
+    println!("{name}_detect_median_ms={:.2}", median_ms(full));
     println!("faces={}", faces.len());
     for f in &faces {
         println!(

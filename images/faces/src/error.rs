@@ -15,7 +15,10 @@ pub enum FaceError {
     /// An image with zero width or height has nothing to detect in.
     #[error("image is empty ({width}x{height})")]
     EmptyImage { width: u32, height: u32 },
-    /// tract failed while running the plan.
+    /// The configured inference engine could not be loaded (e.g. no onnxruntime library at the path).
+    #[error("face inference engine unavailable: {0}")]
+    RuntimeUnavailable(String),
+    /// The engine failed while running the network.
     #[error("face detection failed: {0}")]
     Inference(String),
 }
@@ -28,6 +31,7 @@ impl FaceError {
             FaceError::InvalidInputSize(_) => "face_input_size_invalid",
             FaceError::UnexpectedOutput(_) => "face_model_output_unexpected",
             FaceError::EmptyImage { .. } => "image_empty",
+            FaceError::RuntimeUnavailable(_) => "face_engine_unavailable",
             FaceError::Inference(_) => "face_inference_failed",
         }
     }
