@@ -1,6 +1,8 @@
 # Builds the single `mediaplane` binary and ships it on a slim Debian.
 FROM rust:1-bookworm AS build
 WORKDIR /src
+# nasm: libjpeg-turbo's SIMD JPEG decoding in the images crate (mozjpeg-sys builds without it, slower).
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends nasm && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cargo build --release --locked --bin mediaplane
 

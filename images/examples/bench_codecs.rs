@@ -1,5 +1,6 @@
 //! Per-stage codec timings behind the choices in docs/images.md ("Codecs and speed"): JPEG decoders at
-//! full size and with DCT scaling, the resizer, and the encoders, on one input. Medians of N runs, one core.
+//! full size and with DCT scaling (libjpeg-turbo, which the pipeline uses, against jpeg-decoder and
+//! zune-jpeg), the resizer, and the encoders, on one input. Medians of N runs, one core.
 //!
 //! Usage: bench_codecs <input.jpg> [runs, default 5]
 
@@ -46,21 +47,35 @@ fn main() {
                 .expect("jpeg-decoder");
         }),
     );
+    let (width, height) = {
+        let d = mozjpeg::Decompress::new_mem(&data).expect("header");
+        (d.width() as u32, d.height() as u32)
+    };
     let mut small = (Vec::new(), 0u32, 0u32);
-    for (label, divisor) in [("1/2", 2u16), ("1/4", 4), ("1/8", 8)] {
+    for (label, divisor) in [("1/1", 1u16), ("1/2", 2), ("1/4", 4), ("1/8", 8)] {
+        row(
+            &format!("decode DCT-scaled {label}: libjpeg-turbo (used)"),
+            median_ms(runs, || {
+                let n = (8 / divisor) as u8;
+                let rgb = images::transform::jpeg::decode_rgb(&data, width, height, n)
+                    .expect("libjpeg-turbo");
+                if divisor == 4 {
+                    small = (rgb.pixels, rgb.width, rgb.height);
+                }
+            }),
+        );
+        if divisor == 1 {
+            continue;
+        }
         row(
             &format!("decode DCT-scaled {label}: jpeg-decoder"),
             median_ms(runs, || {
                 let mut d = jpeg_decoder::Decoder::new(&data[..]);
                 d.read_info().expect("header");
                 let info = d.info().expect("info");
-                let (w, h) = d
-                    .scale(info.width / divisor, info.height / divisor)
+                d.scale(info.width / divisor, info.height / divisor)
                     .expect("scale");
-                let pixels = d.decode().expect("decode");
-                if divisor == 4 {
-                    small = (pixels, w as u32, h as u32);
-                }
+                d.decode().expect("decode");
             }),
         );
     }
@@ -96,6 +111,22 @@ fn main() {
         );
     }
     let mut size = 0;
+    let ms = median_ms(runs, || {
+        let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
+        c.set_fastest_defaults();
+        c.set_size(tw as usize, th as usize);
+        c.set_quality(85.0);
+        let mut c = c.start_compress(Vec::new()).expect("start");
+        c.write_scanlines(&out).expect("write");
+        size = c.finish().expect("finish").len();
+    });
+    row(
+        &format!(
+            "encode libjpeg-turbo fastest baseline q85 ({} KB)",
+            size / 1000
+        ),
+        ms,
+    );
     let ms = median_ms(runs, || {
         let mut bytes = Vec::new();
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 85)

@@ -4,6 +4,7 @@
 pub mod exif;
 pub mod focus;
 pub mod geometry;
+pub mod jpeg;
 pub mod options;
 pub mod pipeline;
 pub mod probe;

@@ -15,6 +15,7 @@ use super::{
     exif,
     focus::{self, FaceInfo, Frame},
     geometry::{self, Plan},
+    jpeg,
     options::{Fit, FormatChoice, Gravity, MetadataMode, TransformOptions},
     probe::{self, Probe, SourceFormat},
 };
@@ -364,31 +365,24 @@ fn orientation_number(o: image::metadata::Orientation) -> u8 {
 /// (decoded pixels per source pixel).
 fn decode(data: &[u8], source: &Probe, scale: f64) -> Result<(DynamicImage, f64), TransformError> {
     if source.format == SourceFormat::Jpeg {
-        let mut decoder = jpeg_decoder::Decoder::new(data);
-        // Request at least the planned size (+ a margin so Lanczos has real pixels to work with).
-        let want =
-            |v: u32| ((v as f64 * scale * 1.0).ceil() as u32).clamp(1, u16::MAX as u32) as u16;
-        let (dw, dh) = decoder
-            .scale(want(source.width), want(source.height))
-            .map_err(|e| TransformError::Decode(e.to_string()))?;
-        let pixels = decoder
-            .decode()
-            .map_err(|e| TransformError::Decode(e.to_string()))?;
-        let info = decoder
-            .info()
-            .ok_or_else(|| TransformError::Decode("no frame header".into()))?;
-        let (w, h) = (dw as u32, dh as u32);
-        let image = match info.pixel_format {
-            jpeg_decoder::PixelFormat::RGB24 => {
-                image::RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8)
+        // Request at least the planned size, so Lanczos has real pixels to work with.
+        let want = |v: u32| ((v as f64 * scale).ceil() as u32).max(1);
+        let n = jpeg::scale_for(
+            source.width,
+            source.height,
+            want(source.width),
+            want(source.height),
+        );
+        match jpeg::decode_rgb(data, source.width, source.height, n) {
+            Ok(rgb) => {
+                let k = rgb.width as f64 / source.width as f64;
+                return image::RgbImage::from_raw(rgb.width, rgb.height, rgb.pixels)
+                    .map(|image| (DynamicImage::ImageRgb8(image), k))
+                    .ok_or_else(|| TransformError::Decode("short pixel buffer".into()));
             }
-            jpeg_decoder::PixelFormat::L8 => image::GrayImage::from_raw(w, h, pixels)
-                .map(|g| DynamicImage::ImageLuma8(g).to_rgb8().into()),
-            // CMYK and 16-bit JPEGs are rare: let the general decoder handle their colour conversion.
-            _ => None,
-        };
-        if let Some(image) = image {
-            return Ok((image, w as f64 / source.width as f64));
+            // CMYK/YCCK JPEGs are rare: the general decoder below converts their colours (at full size).
+            Err(jpeg::JpegError::ColourSpace(_)) => {}
+            Err(e) => return Err(TransformError::Decode(e.to_string())),
         }
     }
     let mut reader =

@@ -151,20 +151,23 @@ pub fn probe(data: &[u8], limits: &SourceLimits) -> Result<Probe, ProbeError> {
 pub fn verify_decodes(data: &[u8], probe: &Probe) -> Result<(), ProbeError> {
     let corrupt = |e: &dyn std::fmt::Display| ProbeError::Corrupt(e.to_string());
     match probe.format {
-        SourceFormat::Jpeg => {
-            let mut decoder = jpeg_decoder::Decoder::new(data);
-            decoder.scale(1, 1).map_err(|e| corrupt(&e))?;
-            decoder.decode().map_err(|e| corrupt(&e))?;
-            Ok(())
-        }
-        format => {
-            let mut reader =
-                image::ImageReader::with_format(Cursor::new(data), format.image_format());
-            reader.limits(decode_limits(probe.width, probe.height));
-            reader.decode().map_err(|e| corrupt(&e))?;
-            Ok(())
-        }
+        SourceFormat::Jpeg => match super::jpeg::decode_rgb(data, probe.width, probe.height, 1) {
+            Ok(_) => Ok(()),
+            Err(super::jpeg::JpegError::ColourSpace(_)) => image_decode(data, probe),
+            Err(e) => Err(corrupt(&e)),
+        },
+        _ => image_decode(data, probe),
     }
+}
+
+fn image_decode(data: &[u8], probe: &Probe) -> Result<(), ProbeError> {
+    let mut reader =
+        image::ImageReader::with_format(Cursor::new(data), probe.format.image_format());
+    reader.limits(decode_limits(probe.width, probe.height));
+    reader
+        .decode()
+        .map_err(|e| ProbeError::Corrupt(e.to_string()))?;
+    Ok(())
 }
 
 /// Decoder limits sized to the probed dimensions, so a lying header cannot allocate more.
