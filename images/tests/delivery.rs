@@ -222,11 +222,7 @@ async fn signed_urls_guard_private_images() {
 async fn cdn_cgi_options_and_formats() {
     for s in servers(test_config).await {
         let (_, public) = upload_id(&s, jpeg(1200, 900)).await;
-        let source = s
-            .path_of(&public)
-            .trim_end_matches("/public")
-            .trim_start_matches('/')
-            .to_string();
+        let source = s.cdn_source(&public);
         let cdn = |opts: &str| format!("{}/cdn-cgi/image/{opts}/{source}", s.base);
         for (opts, expected) in [
             ("width=300", (300, 225)),
@@ -347,11 +343,7 @@ async fn cdn_cgi_options_and_formats() {
 async fn concurrent_identical_requests_compute_once_and_meter_uniquely() {
     for s in servers(test_config).await {
         let (_, public) = upload_id(&s, jpeg(1600, 1200)).await;
-        let source = s
-            .path_of(&public)
-            .trim_end_matches("/public")
-            .trim_start_matches('/')
-            .to_string();
+        let source = s.cdn_source(&public);
         let url = format!("{}/cdn-cgi/image/width=333,format=auto/{source}", s.base);
         let before = s.service.transforms_computed();
         let requests = (0..8).map(|_| s.client.get(&url).header("accept", "image/webp").send());
@@ -548,11 +540,7 @@ async fn server_stays_responsive_while_transforms_run() {
     .await
     {
         let (_, public) = upload_id(&s, jpeg(2000, 1500)).await;
-        let source = s
-            .path_of(&public)
-            .trim_end_matches("/public")
-            .trim_start_matches('/')
-            .to_string();
+        let source = s.cdn_source(&public);
         // Start several distinct heavy transforms, then make a management call meanwhile: it must
         // complete while transforms are still queued on the single worker.
         let heavy: Vec<_> = (0..4)

@@ -133,6 +133,14 @@ impl Server {
     pub fn path_of(&self, url: &str) -> String {
         url.strip_prefix(&self.base).unwrap_or(url).to_string()
     }
+
+    /// The `/cdn-cgi/image/<options>/<source>` source path of an image, from its `public` delivery URL.
+    pub fn cdn_source(&self, delivery_url: &str) -> String {
+        self.path_of(delivery_url)
+            .trim_end_matches("/public")
+            .trim_start_matches('/')
+            .to_string()
+    }
 }
 
 pub fn error_code(v: &Value) -> i64 {
