@@ -24,10 +24,7 @@ async fn source_of(s: &Server, data: Vec<u8>) -> String {
     let (status, body) = s.upload(data, &[]).await;
     assert_eq!(status, 200, "{body}");
     let public = body["result"]["variants"][0].as_str().unwrap();
-    s.path_of(public)
-        .trim_end_matches("/public")
-        .trim_start_matches('/')
-        .to_string()
+    s.cdn_source(public)
 }
 
 fn cdn(s: &Server, source: &str, options: &str) -> String {
