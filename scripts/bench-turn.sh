@@ -4,15 +4,16 @@
 # other on loopback, both with ephemeral REST-API credentials minted by uclient (-W secret).
 # Prints throughput, loss and round trip for both and the Mediaplane/coturn throughput ratio.
 #
-# Usage: scripts/bench-turn.sh [-m clients] [-n messages] [-l bytes] [-z interval_ms] [-- extra uclient flags]
+# Usage: scripts/bench-turn.sh [--release] [-m clients] [-n messages] [-l bytes] [-z interval_ms] [-- extra uclient flags]
 # Needs Debian `coturn` (turnserver, turnutils_uclient, turnutils_peer). Keep runs short: the
 # machine is shared.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-CLIENTS=20 MESSAGES=2000 LENGTH=1000 INTERVAL=1 EXTRA=()
+CLIENTS=20 MESSAGES=2000 LENGTH=1000 INTERVAL=1 EXTRA=() PROFILE=debug
 while [[ $# -gt 0 ]]; do
   case "$1" in
+    --release) PROFILE=release; shift ;;
     -m) CLIENTS=$2; shift 2 ;;
     -n) MESSAGES=$2; shift 2 ;;
     -l) LENGTH=$2; shift 2 ;;
@@ -27,8 +28,12 @@ for tool in turnserver turnutils_uclient turnutils_peer; do
 done
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/root/.cache/mediaplane/target}
-cargo build -q -p calls-turn --bin turn-bench-server
-SERVER_BIN="$CARGO_TARGET_DIR/debug/turn-bench-server"
+if [[ $PROFILE == release ]]; then
+  cargo build -q --release -p calls-turn --bin turn-bench-server
+else
+  cargo build -q -p calls-turn --bin turn-bench-server
+fi
+SERVER_BIN="$CARGO_TARGET_DIR/$PROFILE/turn-bench-server"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 SECRET=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -85,12 +90,22 @@ PIDS+=($!)
 sleep 1
 RESULTS+=("$(run_load mediaplane "$MP_PORT")")
 
+echo "mediaplane build: $PROFILE profile"
 echo "load: $CLIENTS clients x $MESSAGES messages x $LENGTH bytes every ${INTERVAL} ms ${EXTRA[*]:-}"
 printf '%-11s %14s %10s %10s %14s %9s\n' server "throughput" "loss %" "rtt ms" "recv bytes" "seconds"
 for line in "${RESULTS[@]}"; do
   read -r name mbit loss rtt bytes secs <<<"$line"
   printf '%-11s %9s Mbit/s %10s %10s %14s %9s\n' "$name" "$mbit" "$loss" "$rtt" "$bytes" "$secs"
 done
-read -r _ coturn_mbit _ <<<"${RESULTS[0]}"
-read -r _ mp_mbit _ <<<"${RESULTS[1]}"
-python3 -c "c=float('$coturn_mbit'); m=float('$mp_mbit'); print(f'ratio mediaplane/coturn throughput: {m/c:.2f}x' if c > 0 else 'ratio: n/a')"
+read -r _ coturn_mbit coturn_loss coturn_rtt _ <<<"${RESULTS[0]}"
+read -r _ mp_mbit mp_loss mp_rtt _ <<<"${RESULTS[1]}"
+python3 - "$coturn_mbit" "$mp_mbit" "$coturn_loss" "$mp_loss" "$coturn_rtt" "$mp_rtt" <<'PY'
+import sys
+c_mbit, m_mbit, c_loss, m_loss, c_rtt, m_rtt = map(float, sys.argv[1:])
+ratio = lambda a, b: f"{a / b:.2f}x" if b > 0 else "n/a"
+# Throughput: higher is better; loss and round trip: lower is better, so those ratios are
+# coturn/mediaplane and every ratio reads ">= 1.0 means Mediaplane is at least as good".
+print(f"ratio mediaplane/coturn throughput: {ratio(m_mbit, c_mbit)}")
+print(f"ratio coturn/mediaplane round trip: {ratio(c_rtt, m_rtt)}  (>= 1.0: Mediaplane's is as short or shorter)")
+print(f"loss: coturn {c_loss:.2f} %, mediaplane {m_loss:.2f} %")
+PY

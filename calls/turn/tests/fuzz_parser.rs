@@ -2,7 +2,9 @@
 //! `cargo test`): random bytes, and valid messages with random bit flips, truncations and
 //! attribute splices, must never panic, never allocate without credentials, and never relay
 //! without a permission. The seed is printed so a failure can be replayed
-//! (`TURN_FUZZ_SEED=<n>`); `TURN_FUZZ_ITERATIONS` runs it longer.
+//! (`TURN_FUZZ_SEED=<n>`); `TURN_FUZZ_ITERATIONS` runs it longer. The coverage-guided libFuzzer
+//! target in `calls/turn/fuzz` (`scripts/fuzz-turn.sh`) checks the same invariants; its committed
+//! seeds (and any crash input saved there as a regression) join this test's corpus.
 
 use std::time::Instant;
 
@@ -14,6 +16,16 @@ use calls_turn::{
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn corpus() -> Vec<Vec<u8>> {
+    let mut corpus = built_corpus();
+    let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/turn_message");
+    let entries = std::fs::read_dir(&seeds).expect("the fuzz seed corpus is committed");
+    for entry in entries {
+        corpus.push(std::fs::read(entry.expect("readable dir entry").path()).expect("readable seed"));
+    }
+    corpus
+}
+
+fn built_corpus() -> Vec<Vec<u8>> {
     let tid = [5u8; 12];
     let peer = "198.51.100.1:9".parse().unwrap();
     vec![
@@ -106,8 +118,9 @@ fn random_and_mutated_input_never_panics_or_allocates() {
         unix: 1_700_000_000,
     };
     let mut parsed = 0usize;
-    for _ in 0..iterations {
-        let input = mutate(&mut rng, &corpus);
+    // Every seed verbatim first (saved crash inputs replay exactly), then the mutations.
+    let mutated = (0..iterations).map(|_| mutate(&mut rng, &corpus));
+    for input in corpus.clone().into_iter().chain(mutated) {
         if Message::parse(&input).is_ok() {
             parsed += 1;
         }
