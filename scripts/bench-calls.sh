@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Calls SFU benchmark (calls/examples/bench.rs): offer→connected median over loopback with
-# webrtc-rs clients, then one publisher → N subscribers at increasing packet rates, printed next
-# to a bare UDP relay (recv_from → send_to, no crypto) measured in the same run.
+# webrtc-rs clients (default and with a 20 ms ICE check interval), then one publisher → N
+# subscribers at increasing packet rates, printed next to a bare UDP relay (recvmmsg → sendmmsg,
+# no crypto) measured in the same run.
 #
-# Usage: scripts/bench-calls.sh [--release] [bench flags: --connect-iters 20 --subscribers 1,4
-#        --rates 1000,2500,5000,10000 --secs 4 --payload 1000]
+# Usage: scripts/bench-calls.sh [--release] [bench flags: --connect-iters 20 --check-interval-ms 20
+#        --subscribers 1,4 --rates 1000,2500,5000,10000 --secs 4 --payload 1000]
 # Without --release the bench uses the dev profile of the workspace (dependencies — str0m, the
 # crypto, tokio — are built at opt-level 3 there; the calls crate itself at opt-level 1), which
 # shares the test build cache. Keep runs short: the machine is shared.

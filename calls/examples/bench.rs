@@ -6,23 +6,24 @@
 //!    complete offer to `tracks/new`, applies the answer and waits for `connected`
 //!    (ICE + DTLS + SRTP over loopback). Median, p90 and min over `--connect-iters` runs.
 //! 2. **Forwarding**: one webrtc-rs publisher → N webrtc-rs subscribers through the SFU, at
-//!    increasing publisher packet rates. CPU is read per thread from `/proc/self/task/*/stat`
-//!    for the SFU's own threads only (`calls-udp-rx` + `calls-shard-*`; the clients run on tokio
+//!    increasing publisher packet rates. CPU is read per thread from `/proc/self/task/*/schedstat`
+//!    (nanoseconds; `stat` gives the user/kernel split) for the SFU's own threads only (`calls-udp-rx` + `calls-shard-*`; the clients run on tokio
 //!    workers and are not counted), so the figure is what the server spends. All sessions belong
 //!    to one app and so to one shard: one core's worth of forwarding.
-//! 3. **Bare relay** in the same run, same packet size and rates: one thread `recv_from` →
-//!    `send_to` each of N sockets, no crypto, no RTP parsing — the kernel's cost of moving the
-//!    same datagrams, i.e. the physical limit.
+//! 3. **Bare relay** in the same run, same packet size and rates: one thread `recvmmsg` →
+//!    `sendmmsg` to each of N sockets (batched like the SFU's socket I/O), no crypto, no RTP
+//!    parsing — the kernel's cost of moving the same datagrams, i.e. the physical limit. Its
+//!    receivers are tokio sockets on the clients' runtime (see [`Relay`]).
 //!
-//! Printed per row: offered and delivered packets/s (out of the server), server CPU share, CPU
-//! µs per delivered packet and delivered packets per CPU-second ("per core"); the last column is
+//! Printed per row: offered and delivered packets/s (out of the server), server CPU share (and
+//! the kernel's part of it, "sys"), CPU µs per delivered packet and delivered packets per CPU-second ("per core"); the last column is
 //! the SFU's per-core rate as a fraction of the relay's.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::{
-    net::{SocketAddr, UdpSocket},
+    net::SocketAddr,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
@@ -30,12 +31,16 @@ use std::{
     time::{Duration, Instant},
 };
 
+use calls::sfu::udp;
 use common::peer::{self, Peer, VP8_PT};
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use webrtc::media_stream::track_local::TrackLocal;
 
 struct Args {
     connect_iters: usize,
+    /// A second offer→connected series with the client's ICE check interval set to this (ms);
+    /// 0 skips it.
+    check_interval_ms: u64,
     subscribers: Vec<usize>,
     rates: Vec<u64>,
     secs: u64,
@@ -49,6 +54,7 @@ fn list<T: std::str::FromStr>(v: &str) -> Vec<T> {
 fn parse_args() -> Args {
     let mut a = Args {
         connect_iters: 20,
+        check_interval_ms: 20,
         subscribers: vec![1, 4],
         rates: vec![1000, 2500, 5000, 10000],
         secs: 4,
@@ -59,13 +65,16 @@ fn parse_args() -> Args {
         let mut value = || it.next().unwrap_or_default();
         match flag.as_str() {
             "--connect-iters" => a.connect_iters = value().parse().unwrap_or(a.connect_iters),
+            "--check-interval-ms" => {
+                a.check_interval_ms = value().parse().unwrap_or(a.check_interval_ms)
+            }
             "--subscribers" => a.subscribers = list(&value()),
             "--rates" => a.rates = list(&value()),
             "--secs" => a.secs = value().parse().unwrap_or(a.secs),
             "--payload" => a.payload = value().parse().unwrap_or(a.payload),
             _ => {
                 eprintln!(
-                    "usage: bench [--connect-iters 20] [--subscribers 1,4] \
+                    "usage: bench [--connect-iters 20] [--check-interval-ms 20] [--subscribers 1,4] \
                      [--rates 1000,2500,5000,10000] [--secs 4] [--payload 1000]"
                 );
                 std::process::exit(2);
@@ -75,12 +84,36 @@ fn parse_args() -> Args {
     a
 }
 
-/// CPU time (user + system) of this process's threads whose name starts with one of `prefixes`.
-fn thread_cpu(prefixes: &[&str]) -> Duration {
+/// CPU time of a set of threads: the total from the scheduler's nanosecond accounting
+/// (`/proc/.../schedstat`), and the user/kernel split from the 10 ms ticks of `stat`.
+#[derive(Clone, Copy)]
+struct Cpu {
+    total: Duration,
+    user_ticks: u64,
+    sys_ticks: u64,
+}
+
+impl std::ops::Sub for Cpu {
+    type Output = Cpu;
+    fn sub(self, rhs: Cpu) -> Cpu {
+        Cpu {
+            total: self.total.saturating_sub(rhs.total),
+            user_ticks: self.user_ticks.saturating_sub(rhs.user_ticks),
+            sys_ticks: self.sys_ticks.saturating_sub(rhs.sys_ticks),
+        }
+    }
+}
+
+/// CPU time of this process's threads whose name starts with one of `prefixes`.
+fn thread_cpu(prefixes: &[&str]) -> Cpu {
     let ticks_per_sec = 100; // USER_HZ; Linux reports /proc times in these units.
-    let mut ticks = 0u64;
+    let mut cpu = Cpu {
+        total: Duration::ZERO,
+        user_ticks: 0,
+        sys_ticks: 0,
+    };
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Duration::ZERO;
+        return cpu;
     };
     for task in tasks.flatten() {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
@@ -96,27 +129,45 @@ fn thread_cpu(prefixes: &[&str]) -> Duration {
         // Fields after the name: state is field 3; utime and stime are fields 14 and 15.
         let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
         let field = |i: usize| rest.get(i - 3).and_then(|v| v.parse::<u64>().ok());
-        ticks += field(14).unwrap_or(0) + field(15).unwrap_or(0);
+        let (user, sys) = (field(14).unwrap_or(0), field(15).unwrap_or(0));
+        cpu.user_ticks += user;
+        cpu.sys_ticks += sys;
+        // schedstat's first field: nanoseconds on a CPU. Without it, fall back to the ticks.
+        let ns = std::fs::read_to_string(task.path().join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok());
+        cpu.total += match ns {
+            Some(ns) => Duration::from_nanos(ns),
+            None => Duration::from_millis((user + sys) * 1000 / ticks_per_sec),
+        };
     }
-    Duration::from_millis(ticks * 1000 / ticks_per_sec)
+    cpu
 }
 
 struct Row {
     offered: f64,
     delivered: f64,
     cpu_share: f64,
+    /// Share of that CPU time spent in the kernel.
+    sys_share: f64,
     us_per_packet: f64,
     per_core: f64,
 }
 
 impl Row {
-    fn new(sent: u64, fanout: usize, delivered: u64, elapsed: Duration, cpu: Duration) -> Self {
+    fn new(sent: u64, fanout: usize, delivered: u64, elapsed: Duration, cpu: Cpu) -> Self {
         let secs = elapsed.as_secs_f64();
-        let cpu_s = cpu.as_secs_f64();
+        let cpu_s = cpu.total.as_secs_f64();
+        let ticks = cpu.user_ticks + cpu.sys_ticks;
         Row {
             offered: (sent * fanout as u64) as f64 / secs,
             delivered: delivered as f64 / secs,
             cpu_share: cpu_s / secs,
+            sys_share: if ticks > 0 {
+                cpu.sys_ticks as f64 / ticks as f64
+            } else {
+                f64::NAN
+            },
             us_per_packet: if delivered > 0 {
                 cpu_s * 1e6 / delivered as f64
             } else {
@@ -137,10 +188,21 @@ fn median(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
     (at(0.5), at(0.9), v[0])
 }
 
-async fn offer_to_connected(server: &common::Server, app: &(String, String), iters: usize) {
+async fn offer_to_connected(
+    server: &common::Server,
+    app: &(String, String),
+    iters: usize,
+    check_interval: Option<Duration>,
+) {
+    if iters == 0 {
+        return;
+    }
     let mut times = Vec::new();
     for _ in 0..iters {
-        let client = Peer::new().await;
+        let client = match check_interval {
+            Some(interval) => Peer::new_with_check_interval(interval).await,
+            None => Peer::new().await,
+        };
         client
             .add_track(RtpCodecKind::Video, peer::vp8(), 0xAB)
             .await;
@@ -170,8 +232,12 @@ async fn offer_to_connected(server: &common::Server, app: &(String, String), ite
         client.close().await;
     }
     let (med, p90, min) = median(times);
+    let client = match check_interval {
+        Some(i) => format!("client ICE check interval {} ms", i.as_millis()),
+        None => "webrtc-rs default client, 200 ms ICE check interval".to_owned(),
+    };
     println!(
-        "offer→connected over loopback ({iters} runs): median {:.1} ms, p90 {:.1} ms, min {:.1} ms",
+        "offer→connected over loopback ({iters} runs, {client}): median {:.1} ms, p90 {:.1} ms, min {:.1} ms",
         med.as_secs_f64() * 1e3,
         p90.as_secs_f64() * 1e3,
         min.as_secs_f64() * 1e3
@@ -286,12 +352,17 @@ async fn sfu_step(rig: &mut SfuRig, fanout: usize, rate: u64, secs: u64, payload
     )
 }
 
-/// A bare relay: one thread, `recv_from` then `send_to` each of `fanout` receivers.
+/// A bare relay: one thread, `recvmmsg` up to a batch, then one `sendmmsg` of every datagram
+/// to each of `fanout` receivers — the same batched calls (`calls::sfu::udp`) the SFU uses.
+/// The receivers are tokio sockets on the runtime the webrtc-rs clients use: on loopback the
+/// sender's thread pays for delivering each datagram, including waking its receiver, so both
+/// sides of the comparison must deliver to the same kind of receiver.
 struct Relay {
     stop: Arc<AtomicBool>,
     received: Arc<AtomicU64>,
     input: SocketAddr,
     threads: Vec<std::thread::JoinHandle<()>>,
+    sinks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 fn relay(fanout: usize) -> Relay {
@@ -299,24 +370,20 @@ fn relay(fanout: usize) -> Relay {
     let received = Arc::new(AtomicU64::new(0));
     let mut threads = Vec::new();
     let mut outs = Vec::new();
-    for i in 0..fanout {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind receiver");
-        sock.set_read_timeout(Some(Duration::from_millis(100))).ok();
+    let mut sinks = Vec::new();
+    for _ in 0..fanout {
+        let sock = calls::sfu::net::bind_socket("127.0.0.1:0".parse().expect("addr"), 4 << 20)
+            .expect("bind receiver");
         outs.push(sock.local_addr().expect("addr"));
-        let (stop, count) = (stop.clone(), received.clone());
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("relay-sink-{i}"))
-                .spawn(move || {
-                    let mut buf = [0u8; 2048];
-                    while !stop.load(Ordering::Relaxed) {
-                        if sock.recv_from(&mut buf).is_ok() {
-                            count.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                })
-                .expect("spawn sink"),
-        );
+        sock.set_nonblocking(true).expect("nonblocking");
+        let sock = tokio::net::UdpSocket::from_std(sock).expect("tokio socket");
+        let count = received.clone();
+        sinks.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            while sock.recv_from(&mut buf).await.is_ok() {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
     }
     let sock = calls::sfu::net::bind_socket("127.0.0.1:0".parse().expect("addr"), 4 << 20)
         .expect("bind relay");
@@ -326,14 +393,18 @@ fn relay(fanout: usize) -> Relay {
         std::thread::Builder::new()
             .name("bare-relay".into())
             .spawn(move || {
-                let mut buf = [0u8; 2048];
+                let mut batch = udp::RecvBatch::new();
                 while !stop2.load(Ordering::Relaxed) {
-                    let Ok((n, _)) = sock.recv_from(&mut buf) else {
+                    let Ok(n) = batch.recv(&sock) else {
                         continue;
                     };
-                    for out in &outs {
-                        let _ = sock.send_to(&buf[..n], out);
+                    let mut out = Vec::with_capacity(n * outs.len());
+                    for i in 0..n {
+                        if let Some((_, data)) = batch.get(i) {
+                            out.extend(outs.iter().map(|o| (*o, data)));
+                        }
                     }
+                    udp::send_batch(&sock, &out, |_, _| {});
                 }
             })
             .expect("spawn relay"),
@@ -343,19 +414,37 @@ fn relay(fanout: usize) -> Relay {
         received,
         input,
         threads,
+        sinks,
     }
 }
 
 async fn relay_step(r: &Relay, fanout: usize, rate: u64, secs: u64, payload: usize) -> Row {
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let sender = UdpSocket::bind("127.0.0.1:0").expect("bind sender");
+    let sender = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind sender");
     let datagram = vec![0x5Au8; payload + 12];
     let before = (
         r.received.load(Ordering::Relaxed),
         thread_cpu(&["bare-relay"]),
     );
     let start = Instant::now();
-    let sent = paced(rate, secs, || sender.send_to(&datagram, r.input).is_ok()).await;
+    // The same path as the SFU's publisher: the pacer queues, a writer task sends one datagram
+    // per await. Datagrams then reach the relay spread out as the SFU's do, so recvmmsg batches
+    // no more for one than for the other (back-to-back send_to calls from one loop arrive in
+    // whole batches, which the SFU's publisher never produces).
+    let input = r.input;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(4096);
+    let writer = tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            if sender.send_to(&datagram, input).await.is_err() {
+                break;
+            }
+        }
+    });
+    let sent = paced(rate, secs, || tx.try_send(()).is_ok()).await;
+    drop(tx);
+    let _ = writer.await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let elapsed = start.elapsed();
     let delivered = r.received.load(Ordering::Relaxed) - before.0;
@@ -392,20 +481,26 @@ async fn run(args: Args) {
         args.payload,
         args.secs
     );
-    offer_to_connected(&server, &app, args.connect_iters).await;
+    offer_to_connected(&server, &app, args.connect_iters, None).await;
+    if args.check_interval_ms > 0 {
+        let interval = Duration::from_millis(args.check_interval_ms);
+        offer_to_connected(&server, &app, args.connect_iters, Some(interval)).await;
+    }
     println!();
     println!(
-        "{:>4} {:>7} | {:>9} {:>9} {:>5} {:>7} {:>9} | {:>9} {:>9} {:>5} {:>7} {:>9} | {:>5}",
+        "{:>4} {:>7} | {:>9} {:>9} {:>5} {:>4} {:>7} {:>9} | {:>9} {:>9} {:>5} {:>4} {:>7} {:>9} | {:>5}",
         "subs",
         "in/s",
         "SFU out",
         "deliv/s",
         "CPU",
+        "sys",
         "µs/pkt",
         "pkt/core",
         "relay out",
         "deliv/s",
         "CPU",
+        "sys",
         "µs/pkt",
         "pkt/core",
         "ratio"
@@ -417,17 +512,19 @@ async fn run(args: Args) {
             let s = sfu_step(&mut rig, fanout, rate, args.secs, args.payload).await;
             let r = relay_step(&bare, fanout, rate, args.secs, args.payload).await;
             println!(
-                "{:>4} {:>7} | {:>9.0} {:>9.0} {:>4.0}% {:>7.1} {:>9.0} | {:>9.0} {:>9.0} {:>4.0}% {:>7.1} {:>9.0} | {:>5.2}",
+                "{:>4} {:>7} | {:>9.0} {:>9.0} {:>4.0}% {:>3.0}% {:>7.1} {:>9.0} | {:>9.0} {:>9.0} {:>4.0}% {:>3.0}% {:>7.1} {:>9.0} | {:>5.2}",
                 fanout,
                 rate,
                 s.offered,
                 s.delivered,
                 s.cpu_share * 100.0,
+                s.sys_share * 100.0,
                 s.us_per_packet,
                 s.per_core,
                 r.offered,
                 r.delivered,
                 r.cpu_share * 100.0,
+                r.sys_share * 100.0,
                 r.us_per_packet,
                 r.per_core,
                 s.per_core / r.per_core
@@ -436,6 +533,9 @@ async fn run(args: Args) {
         bare.stop.store(true, Ordering::Relaxed);
         for t in bare.threads {
             let _ = t.join();
+        }
+        for sink in bare.sinks {
+            sink.abort();
         }
         for p in &rig.peers {
             p.close().await;

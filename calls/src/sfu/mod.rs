@@ -8,3 +8,4 @@ pub mod shard;
 pub mod shared;
 pub mod stun;
 pub mod types;
+pub mod udp;

@@ -120,15 +120,22 @@ pub struct Peer {
 
 impl Peer {
     pub async fn new() -> Self {
-        Self::build(false).await
+        Self::build(false, None).await
     }
 
     /// A peer that also negotiates RTX (`video/rtx`, apt=96) for VP8.
     pub async fn new_with_rtx() -> Self {
-        Self::build(true).await
+        Self::build(true, None).await
     }
 
-    async fn build(rtx: bool) -> Self {
+    /// A peer whose ICE agent runs its connectivity checks every `interval` instead of
+    /// webrtc-rs's 200 ms. As the controlling agent it nominates a pair only on the check tick
+    /// after that pair's first successful check, so the interval bounds how fast it connects.
+    pub async fn new_with_check_interval(interval: std::time::Duration) -> Self {
+        Self::build(false, Some(interval)).await
+    }
+
+    async fn build(rtx: bool, check_interval: Option<std::time::Duration>) -> Self {
         let runtime = default_runtime().expect("tokio runtime");
         let mut media = MediaEngine::default();
         media
@@ -169,9 +176,12 @@ impl Peer {
         }
         let registry =
             register_default_interceptors(Registry::new(), &mut media).expect("interceptors");
-        let settings = SettingEngineBuilder::new()
-            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-            .build();
+        let mut settings = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled);
+        if check_interval.is_some() {
+            settings = settings.with_ice_connection_attempts(check_interval, None);
+        }
+        let settings = settings.build();
         let (gathered_tx, gathered) = watch::channel(false);
         let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
         let (received_tx, received) = mpsc::unbounded_channel();
