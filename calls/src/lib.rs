@@ -74,6 +74,14 @@ pub struct CallsConfig {
         default_value_t = 30
     )]
     pub inactive_after_secs: u64,
+    /// Seconds a session may exist without a working connection (never connected since its
+    /// creation, or ICE-disconnected) before the SFU closes it; 0 keeps such sessions forever.
+    #[arg(
+        long = "calls-idle-timeout-secs",
+        env = "MEDIAPLANE_CALLS_IDLE_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
+    pub idle_timeout_secs: u64,
 }
 
 impl CallsConfig {
@@ -88,6 +96,7 @@ impl CallsConfig {
             max_sdp_bytes: 64 * 1024,
             api_calls_per_second: 50,
             inactive_after_secs: 30,
+            idle_timeout_secs: 60,
         }
     }
 }
@@ -119,6 +128,8 @@ impl CallsService {
                 socket_buffer_bytes: config.socket_buffer,
                 max_tracks_per_session: config.max_tracks_per_session,
                 inactive_after: Duration::from_secs(config.inactive_after_secs),
+                idle_timeout: (config.idle_timeout_secs > 0)
+                    .then(|| Duration::from_secs(config.idle_timeout_secs)),
             },
             platform.meter.clone(),
         )?;

@@ -310,3 +310,194 @@ async fn shutdown_closes_peers_and_joins_threads() {
     assert_eq!(body["errorCode"], "unavailable", "{body}");
     publisher.close().await;
 }
+
+/// Sessions that never get a working connection are closed after the idle timeout (3 s here,
+/// 60 s by default): one created without an offer, and one whose client received the SFU's
+/// answer but went away before ICE (it never sends a STUN check). A connected session on the
+/// same server, older than the timeout by then, stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sessions_that_never_connect_are_closed() {
+    let tp = platform::testing::embedded().await;
+    let config = calls::CallsConfig {
+        idle_timeout_secs: 3,
+        ..calls::CallsConfig::for_tests()
+    };
+    let server = common::start_with(tp, config).await;
+    let app = server.create_app().await;
+
+    // Connects well within the timeout: checks every 20 ms instead of webrtc-rs's 200 ms.
+    let connected = Peer::new_with_check_interval(Duration::from_millis(20)).await;
+    connected
+        .add_track(RtpCodecKind::Video, peer::vp8(), 0xF1)
+        .await;
+    let live = server.new_session(&app).await;
+    server.push(&app, &live, &connected, &["cam"]).await;
+    connected.wait_connected().await;
+
+    let bare = server.new_session(&app).await;
+
+    let gone = Peer::new().await;
+    gone.add_track(RtpCodecKind::Video, peer::vp8(), 0xF2).await;
+    let offered = server.new_session(&app).await;
+    let offer = gone.offer().await;
+    let mids = peer::mids(&offer);
+    let (status, body) = server
+        .v1(
+            Method::POST,
+            &app,
+            &format!("sessions/{offered}/tracks/new"),
+            Some(json!({
+                "sessionDescription": {"type": "offer", "sdp": offer},
+                "tracks": [{"location": "local", "trackName": "cam", "mid": mids[0].1}],
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    gone.close().await;
+
+    for session in [&bare, &offered] {
+        let (status, body) = server
+            .v1(Method::GET, &app, &format!("sessions/{session}"), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    for session in [&bare, &offered] {
+        loop {
+            let (status, body) = server
+                .v1(Method::GET, &app, &format!("sessions/{session}"), None)
+                .await;
+            if status == 404 {
+                assert_eq!(body["errorCode"], "session_not_found", "{body}");
+                break;
+            }
+            assert_eq!(status, 200, "{body}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "session {session} without a connection was never closed: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // The reaped session's track is gone with it; the connected session is untouched.
+    let viewer = server.new_session(&app).await;
+    let (status, body) = server
+        .v1(
+            Method::POST,
+            &app,
+            &format!("sessions/{viewer}/tracks/new"),
+            Some(json!({"tracks": [{"location": "remote", "sessionId": offered, "trackName": "cam"}]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["tracks"][0]["errorCode"], "not_found", "{body}");
+    let (status, body) = server
+        .v1(Method::GET, &app, &format!("sessions/{live}"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["connectionState"], "connected", "{body}");
+    connected.close().await;
+}
+
+/// A client that vanishes without closing (its traffic stops: no DTLS alert, no more ICE
+/// checks) is disconnected by ICE and then closed after the idle timeout (3 s here). The client
+/// reaches the SFU through a UDP relay that the test stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn vanished_client_is_closed_after_disconnect() {
+    let tp = platform::testing::embedded().await;
+    let config = calls::CallsConfig {
+        idle_timeout_secs: 3,
+        ..calls::CallsConfig::for_tests()
+    };
+    let server = common::start_with(tp, config).await;
+    let app = server.create_app().await;
+    let (relay_addr, relay) = forwarder(server.calls.udp_addr()).await;
+
+    let client = Peer::new_with_check_interval(Duration::from_millis(20)).await;
+    client
+        .add_track(RtpCodecKind::Video, peer::vp8(), 0xF3)
+        .await;
+    let session = server.new_session(&app).await;
+    let offer = client.offer().await;
+    let mids = peer::mids(&offer);
+    let (status, body) = server
+        .v1(
+            Method::POST,
+            &app,
+            &format!("sessions/{session}/tracks/new"),
+            Some(json!({
+                "sessionDescription": {"type": "offer", "sdp": offer},
+                "tracks": [{"location": "local", "trackName": "cam", "mid": mids[0].1}],
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Point the client at the relay instead of the SFU's own candidate.
+    let sfu = server.calls.udp_addr();
+    let answer = body["sessionDescription"]["sdp"]
+        .as_str()
+        .expect("answer")
+        .replace(
+            &format!(" {} {} typ host", sfu.ip(), sfu.port()),
+            &format!(" {} {} typ host", relay_addr.ip(), relay_addr.port()),
+        );
+    assert!(answer.contains(&format!(" {} typ host", relay_addr.port())));
+    client.set_answer(&answer).await;
+    client.wait_connected().await;
+    let (status, body) = server
+        .v1(Method::GET, &app, &format!("sessions/{session}"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["connectionState"], "connected", "{body}");
+
+    relay.abort();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut seen_disconnected = false;
+    loop {
+        let (status, body) = server
+            .v1(Method::GET, &app, &format!("sessions/{session}"), None)
+            .await;
+        if status == 404 {
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+        seen_disconnected |= body["connectionState"] == "disconnected";
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the vanished client's session was never closed: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen_disconnected, "the session went through `disconnected`");
+    client.close().await;
+}
+
+/// A plain UDP relay in front of `sfu` for one client; returns its address and task.
+async fn forwarder(
+    sfu: std::net::SocketAddr,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::net::UdpSocket;
+    let front = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let back = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let addr = front.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let (mut up, mut down) = (vec![0u8; 2048], vec![0u8; 2048]);
+        let mut client = None;
+        loop {
+            tokio::select! {
+                r = front.recv_from(&mut up) => {
+                    let Ok((n, from)) = r else { break };
+                    client = Some(from);
+                    let _ = back.send_to(&up[..n], sfu).await;
+                }
+                r = back.recv_from(&mut down) => {
+                    let Ok((n, _)) = r else { break };
+                    if let Some(to) = client {
+                        let _ = front.send_to(&down[..n], to).await;
+                    }
+                }
+            }
+        }
+    });
+    (addr, task)
+}

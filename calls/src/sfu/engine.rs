@@ -29,6 +29,8 @@ pub struct EngineConfig {
     pub socket_buffer_bytes: usize,
     pub max_tracks_per_session: usize,
     pub inactive_after: Duration,
+    /// See [`ShardConfig::idle_timeout`].
+    pub idle_timeout: Option<Duration>,
 }
 
 struct Inner {
@@ -73,6 +75,7 @@ impl Engine {
                 max_tracks_per_session: config.max_tracks_per_session,
                 inactive_after: config.inactive_after,
                 keyframe_interval: Duration::from_millis(500),
+                idle_timeout: config.idle_timeout,
             };
             let shard = Shard::new(
                 index,

@@ -15,14 +15,12 @@ use std::{
 use platform::{Meter, Metric};
 use socket2::{Domain, Socket, Type};
 
-use super::{shard::Shard, shared::Routes, types::Command};
+use super::{shard::Shard, shared::Routes, types::Command, udp};
 
 /// What a shard thread waits for.
 pub enum ShardInput {
-    Datagram {
-        source: SocketAddr,
-        data: Vec<u8>,
-    },
+    /// Datagrams from one receive batch, in arrival order.
+    Datagrams(Vec<(SocketAddr, Vec<u8>)>),
     Command(Command),
     /// Shutdown: close every peer (DTLS close_notify goes out), flush usage and end the thread.
     Stop,
@@ -56,14 +54,21 @@ pub fn spawn_receiver(
     std::thread::Builder::new()
         .name("calls-udp-rx".into())
         .spawn(move || {
-            let mut buf = vec![0u8; 2048];
+            let ingress = metrics::counter!("calls_ingress_datagrams_total");
+            let unrouted = metrics::counter!("calls_unrouted_datagrams_total");
+            let mut batch = udp::RecvBatch::new();
+            // One hand-off per shard per received batch: a channel send (and the wake-up of a
+            // sleeping shard) per datagram cost as much as the datagram's own processing.
+            let mut per_shard: Vec<Vec<(SocketAddr, Vec<u8>)>> = vec![Vec::new(); shards.len()];
             while !stop.load(Ordering::Relaxed) {
-                let (n, source) = match socket.recv_from(&mut buf) {
-                    Ok(r) => r,
+                let n = match batch.recv(&socket) {
+                    Ok(n) => n,
                     Err(e)
                         if matches!(
                             e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            std::io::ErrorKind::WouldBlock
+                                | std::io::ErrorKind::TimedOut
+                                | std::io::ErrorKind::Interrupted
                         ) =>
                     {
                         continue
@@ -74,17 +79,22 @@ pub fn spawn_receiver(
                         continue;
                     }
                 };
-                metrics::counter!("calls_ingress_datagrams_total").increment(1);
-                let data = &buf[..n];
-                let Some(shard) = routes.shard_for(source, data) else {
-                    metrics::counter!("calls_unrouted_datagrams_total").increment(1);
-                    continue;
-                };
-                if let Some(tx) = shards.get(shard) {
-                    let _ = tx.send(ShardInput::Datagram {
-                        source,
-                        data: data.to_vec(),
-                    });
+                ingress.increment(n as u64);
+                for i in 0..n {
+                    let Some((source, data)) = batch.get(i) else {
+                        continue;
+                    };
+                    match routes.shard_for(source, data) {
+                        Some(shard) if shard < per_shard.len() => {
+                            per_shard[shard].push((source, data.to_vec()))
+                        }
+                        _ => unrouted.increment(1),
+                    }
+                }
+                for (tx, datagrams) in shards.iter().zip(per_shard.iter_mut()) {
+                    if !datagrams.is_empty() {
+                        let _ = tx.send(ShardInput::Datagrams(std::mem::take(datagrams)));
+                    }
                 }
             }
         })
@@ -102,6 +112,7 @@ pub fn spawn_shard(
         .name(format!("calls-shard-{index}"))
         .spawn(move || {
             let mut last_flush = Instant::now();
+            let mut out = Vec::new();
             loop {
                 let now = Instant::now();
                 let wait = shard
@@ -124,21 +135,26 @@ pub fn spawn_shard(
                 }
                 if stop {
                     shard.close_all(Instant::now());
-                    send_all(&mut shard, &socket);
+                    send_all(&mut shard, &socket, &mut out);
                     break;
                 }
                 let now = Instant::now();
                 if shard.poll_timeout().is_some_and(|t| t <= now) {
                     shard.handle_timeout(now);
                 }
-                send_all(&mut shard, &socket);
+                send_all(&mut shard, &socket, &mut out);
                 if now.saturating_duration_since(last_flush) >= USAGE_FLUSH {
                     last_flush = now;
+                    if shard.reap_idle(now) > 0 {
+                        send_all(&mut shard, &socket, &mut out);
+                    }
                     for (account, bytes) in shard.take_usage() {
                         meter.record(&account, Metric::CallsEgressBytes, bytes as f64);
                     }
                     metrics::counter!("calls_forwarded_packets_total")
                         .increment(shard.take_forwarded());
+                    metrics::counter!("calls_egress_bytes_total")
+                        .increment(shard.take_egress_bytes());
                     metrics::gauge!("calls_peers", "shard" => index.to_string())
                         .set(shard.peer_count() as f64);
                 }
@@ -146,23 +162,30 @@ pub fn spawn_shard(
             for (account, bytes) in shard.take_usage() {
                 meter.record(&account, Metric::CallsEgressBytes, bytes as f64);
             }
+            metrics::counter!("calls_egress_bytes_total").increment(shard.take_egress_bytes());
         })
 }
 
-fn send_all(shard: &mut Shard, socket: &UdpSocket) {
-    for (dest, bytes) in shard.take_transmits() {
-        if let Err(e) = socket.send_to(&bytes, dest) {
-            tracing::debug!(error = %e, %dest, "udp send failed");
-        }
+/// Sends everything the shard produced since the last call, batched (`sendmmsg`).
+fn send_all(shard: &mut Shard, socket: &UdpSocket, out: &mut Vec<(SocketAddr, Vec<u8>)>) {
+    out.extend(shard.take_transmits());
+    if out.is_empty() {
+        return;
     }
+    udp::send_batch(socket, out, |dest, e| {
+        tracing::debug!(error = %e, %dest, "udp send failed");
+    });
+    out.clear();
 }
 
 /// Feeds one input to the shard; true when it asks the thread to stop.
 fn handle(shard: &mut Shard, input: ShardInput, local_addr: SocketAddr) -> bool {
     let now = Instant::now();
     match input {
-        ShardInput::Datagram { source, data } => {
-            shard.handle_datagram(now, source, local_addr, &data)
+        ShardInput::Datagrams(datagrams) => {
+            for (source, data) in datagrams {
+                shard.handle_datagram(now, source, local_addr, &data);
+            }
         }
         ShardInput::Command(c) => shard.handle_command(now, c),
         ShardInput::Stop => return true,

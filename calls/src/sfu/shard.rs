@@ -6,7 +6,7 @@
 //! never crosses threads.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     net::SocketAddr,
     sync::Arc,
     time::{Duration, Instant},
@@ -40,6 +40,9 @@ pub struct ShardConfig {
     pub max_tracks_per_session: usize,
     pub inactive_after: Duration,
     pub keyframe_interval: Duration,
+    /// A peer that has not connected this long after its creation, or has been disconnected
+    /// this long, is removed (`None`: never).
+    pub idle_timeout: Option<Duration>,
 }
 
 struct Track {
@@ -92,6 +95,9 @@ struct Peer {
     timeout: Instant,
     stats: StatsStore,
     dead: bool,
+    /// Since when the peer has had no working connection (creation, or the last ICE
+    /// disconnect); `None` while connected.
+    idle_since: Option<Instant>,
 }
 
 impl Peer {
@@ -121,6 +127,9 @@ pub struct Shard {
     addr_cache: HashMap<SocketAddr, String>,
     transmits: Vec<(SocketAddr, Vec<u8>)>,
     usage: HashMap<String, u64>,
+    /// Totals since the last take, for Prometheus: counting per datagram through the `metrics`
+    /// facade costs a registry lookup each time.
+    egress_bytes: u64,
     forwarded_packets: u64,
 }
 
@@ -170,6 +179,7 @@ impl Shard {
             addr_cache: HashMap::new(),
             transmits: Vec::new(),
             usage: HashMap::new(),
+            egress_bytes: 0,
             forwarded_packets: 0,
         }
     }
@@ -187,6 +197,11 @@ impl Shard {
     /// RTP packets forwarded since the last call (for Prometheus).
     pub fn take_forwarded(&mut self) -> u64 {
         std::mem::take(&mut self.forwarded_packets)
+    }
+
+    /// Bytes sent to clients since the last call, all accounts together (for Prometheus).
+    pub fn take_egress_bytes(&mut self) -> u64 {
+        std::mem::take(&mut self.egress_bytes)
     }
 
     pub fn peer_count(&self) -> usize {
@@ -214,6 +229,35 @@ impl Shard {
         self.run(now, due);
     }
 
+    /// Disconnects and removes the peers that have been without a connection for longer than
+    /// the idle timeout (never connected after their creation, or ICE-disconnected): clients
+    /// that went away without closing their session. Returns how many were removed.
+    pub fn reap_idle(&mut self, now: Instant) -> usize {
+        let Some(limit) = self.config.idle_timeout else {
+            return 0;
+        };
+        let idle: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                p.idle_since
+                    .is_some_and(|at| now.saturating_duration_since(at) >= limit)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &idle {
+            tracing::info!(peer = %id, "closing a session without a connection (idle timeout)");
+            if let Some(p) = self.peers.get_mut(id) {
+                p.rtc.disconnect();
+            }
+        }
+        self.run(now, idle.clone());
+        for id in &idle {
+            self.remove_peer(id);
+        }
+        idle.len()
+    }
+
     /// Disconnects and removes every peer (on shutdown): subscribers' taps see `Ended`, watchers
     /// see `Closed`, and the DTLS close alerts are left in the transmit queue.
     pub fn close_all(&mut self, now: Instant) {
@@ -236,9 +280,37 @@ impl Shard {
         destination: SocketAddr,
         data: &[u8],
     ) {
-        let Ok(contents) = data.try_into() else {
-            return;
-        };
+        self.handle_datagrams(now, destination, std::iter::once((source, data)));
+    }
+
+    /// Feeds a batch of datagrams. Each receiving peer is drained right after its input (str0m
+    /// expects its outputs polled after every input); the peers its packets were forwarded to
+    /// are drained once for the whole batch, so a subscriber's packets of one batch are
+    /// encrypted and queued in one pass instead of one `poll_output` round per packet.
+    pub fn handle_datagrams<'a>(
+        &mut self,
+        now: Instant,
+        destination: SocketAddr,
+        datagrams: impl IntoIterator<Item = (SocketAddr, &'a [u8])>,
+    ) {
+        let mut touched = Vec::new();
+        for (source, data) in datagrams {
+            if let Some(owner) = self.receive(now, source, destination, data) {
+                self.drain_peer(now, &owner, &mut touched);
+            }
+        }
+        self.run(now, touched);
+    }
+
+    /// Hands one datagram to the peer it belongs to; returns that peer.
+    fn receive(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) -> Option<String> {
+        let contents = data.try_into().ok()?;
         let input = Input::Receive(
             now,
             Receive {
@@ -254,14 +326,14 @@ impl Shard {
             .filter(|id| self.peers.get(*id).is_some_and(|p| p.rtc.accepts(&input)));
         let owner = match cached {
             Some(id) => id.clone(),
-            None => match self.peers.iter().find(|(_, p)| p.rtc.accepts(&input)) {
-                Some((id, _)) => id.clone(),
-                None => return,
-            },
+            None => self
+                .peers
+                .iter()
+                .find(|(_, p)| p.rtc.accepts(&input))?
+                .0
+                .clone(),
         };
-        let Some(peer) = self.peers.get_mut(&owner) else {
-            return;
-        };
+        let peer = self.peers.get_mut(&owner)?;
         if !peer.addrs.contains(&source) {
             peer.addrs.push(source);
             self.addr_cache.insert(source, owner.clone());
@@ -269,7 +341,7 @@ impl Shard {
         if let Err(e) = peer.rtc.handle_input(input) {
             tracing::debug!(peer = %owner, error = %e, "datagram rejected");
         }
-        self.run(now, vec![owner]);
+        Some(owner)
     }
 
     pub fn handle_command(&mut self, now: Instant, command: Command) {
@@ -426,6 +498,7 @@ impl Shard {
                 timeout: now,
                 stats: StatsStore::default(),
                 dead: false,
+                idle_since: Some(now),
             },
         );
         tracing::info!(peer = %id, shard = self.index, "peer created");
@@ -489,38 +562,50 @@ impl Shard {
 
     /// Drains the outputs of `start` peers and everything their events touch.
     fn run(&mut self, now: Instant, start: Vec<String>) {
-        let mut queue = start;
-        let mut queued: HashSet<String> = queue.iter().cloned().collect();
-        while let Some(id) = queue.pop() {
-            queued.remove(&id);
-            let mut work = Vec::new();
-            self.poll_peer(&id, &mut work);
-            let mut touched = Vec::new();
-            for w in work {
-                self.apply(now, w, &mut touched);
+        // Few peers are touched at a time: a Vec beats a HashSet (and its extra String clones).
+        let mut queue: Vec<String> = Vec::with_capacity(start.len());
+        for id in start {
+            if !queue.contains(&id) {
+                queue.push(id);
             }
-            for t in touched {
-                if queued.insert(t.clone()) {
+        }
+        let mut touched = Vec::new();
+        while let Some(id) = queue.pop() {
+            self.drain_peer(now, &id, &mut touched);
+            for t in touched.drain(..) {
+                if !queue.contains(&t) {
                     queue.push(t);
                 }
             }
         }
-        let dead: Vec<String> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.dead)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in dead {
-            self.remove_peer(&id);
+        if self.peers.values().any(|p| p.dead) {
+            let dead: Vec<String> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.dead)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in dead {
+                self.remove_peer(&id);
+            }
         }
     }
 
-    fn poll_peer(&mut self, id: &str, work: &mut Vec<Work>) {
+    /// Polls one peer's outputs and applies its events; peers they touch are added to `touched`.
+    fn drain_peer(&mut self, now: Instant, id: &str, touched: &mut Vec<String>) {
+        let mut work = Vec::new();
+        self.poll_peer(now, id, &mut work);
+        for w in work {
+            self.apply(now, w, touched);
+        }
+    }
+
+    fn poll_peer(&mut self, now: Instant, id: &str, work: &mut Vec<Work>) {
         let Shard {
             peers,
             transmits,
             usage,
+            egress_bytes,
             ..
         } = self;
         let Some(peer) = peers.get_mut(id) else {
@@ -534,17 +619,31 @@ impl Shard {
                 }
                 Ok(Output::Transmit(t)) => {
                     let bytes = t.contents.len() as u64;
-                    *usage.entry(peer.account.clone()).or_default() += bytes;
-                    metrics::counter!("calls_egress_bytes_total").increment(bytes);
-                    transmits.push((t.destination, t.contents.to_vec()));
+                    *egress_bytes += bytes;
+                    match usage.get_mut(&peer.account) {
+                        Some(total) => *total += bytes,
+                        None => {
+                            usage.insert(peer.account.clone(), bytes);
+                        }
+                    }
+                    transmits.push((t.destination, t.contents.into()));
                 }
                 Ok(Output::Event(event)) => match event {
                     Event::Connected => {
                         tracing::info!(peer = %id, "connected");
+                        peer.idle_since = None;
                         let _ = peer.state.send(PeerState::Connected);
                     }
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                        peer.idle_since.get_or_insert(now);
                         let _ = peer.state.send(PeerState::Disconnected);
+                    }
+                    // ICE-lite never gives up on a pair: a disconnected client may come back.
+                    Event::IceConnectionStateChange(
+                        IceConnectionState::Connected | IceConnectionState::Completed,
+                    ) if *peer.state.borrow() == PeerState::Disconnected => {
+                        peer.idle_since = None;
+                        let _ = peer.state.send(PeerState::Connected);
                     }
                     Event::RtpPacket(packet) => {
                         work.push(Work::Rtp(id.to_owned(), Box::new(packet)))
@@ -692,7 +791,9 @@ impl Shard {
         ext.rid_repair = None;
         ext.transport_cc = None;
         let in_seq: u64 = *packet.seq_no;
-        for (sub, sub_mid) in &track.subscribers {
+        let last = track.subscribers.len().saturating_sub(1);
+        let mut payload = packet.payload;
+        for (i, (sub, sub_mid)) in track.subscribers.iter().enumerate() {
             let Some(sp) = self.peers.get_mut(sub) else {
                 continue;
             };
@@ -720,17 +821,17 @@ impl Shard {
             let Some(tx) = api.stream_tx_by_mid(*sub_mid, None) else {
                 continue;
             };
+            // The last leg takes the payload itself: one copy fewer per packet.
+            let body = if i == last {
+                std::mem::take(&mut payload)
+            } else {
+                payload.clone()
+            };
             tx.write_rtp(
-                RtpWrite::new(
-                    out_pt,
-                    SeqNo::from(seq),
-                    ts,
-                    packet.timestamp,
-                    packet.payload.clone(),
-                )
-                .marker(packet.header.marker)
-                .ext_vals(ext.clone())
-                .nackable(nackable),
+                RtpWrite::new(out_pt, SeqNo::from(seq), ts, packet.timestamp, body)
+                    .marker(packet.header.marker)
+                    .ext_vals(ext.clone())
+                    .nackable(nackable),
             );
             self.forwarded_packets += 1;
             touched.push(sub.clone());
@@ -1482,6 +1583,70 @@ mod tests {
         let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:v1\r\n";
         assert_eq!(offer_mids(sdp), vec![Mid::from("0"), Mid::from("v1")]);
         assert!(offer_mids("garbage").is_empty());
+    }
+
+    fn shard(idle_timeout: Option<Duration>) -> Shard {
+        let cert = str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate()
+            .expect("certificate");
+        let config = ShardConfig {
+            candidate_addr: SocketAddr::from(([127, 0, 0, 1], 3480)),
+            max_tracks_per_session: 8,
+            inactive_after: Duration::from_secs(30),
+            keyframe_interval: Duration::from_millis(500),
+            idle_timeout,
+        };
+        Shard::new(
+            0,
+            config,
+            cert,
+            Arc::new(Routes::default()),
+            Arc::new(Directory::default()),
+        )
+    }
+
+    fn create(shard: &mut Shard, now: Instant, id: &str) -> watch::Receiver<PeerState> {
+        let (state, watcher) = watch::channel(PeerState::Connecting);
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        shard.handle_command(
+            now,
+            Command::CreatePeer {
+                peer: id.to_owned(),
+                account: "acct".to_owned(),
+                owner: Owner::App("app".to_owned()),
+                offer: None,
+                state,
+                reply,
+            },
+        );
+        assert!(matches!(answer.try_recv(), Ok(Ok(None))));
+        watcher
+    }
+
+    #[test]
+    fn peers_without_a_connection_are_reaped_after_the_idle_timeout() {
+        let mut shard = shard(Some(Duration::from_secs(5)));
+        let t0 = Instant::now();
+        let first = create(&mut shard, t0, "first");
+        let second = create(&mut shard, t0 + Duration::from_secs(2), "second");
+        assert_eq!(shard.reap_idle(t0 + Duration::from_millis(4999)), 0);
+        assert_eq!(shard.reap_idle(t0 + Duration::from_secs(5)), 1);
+        assert_eq!(shard.peer_count(), 1);
+        assert!(shard.directory.peer("first").is_none());
+        assert_eq!(*first.borrow(), PeerState::Closed);
+        assert_eq!(*second.borrow(), PeerState::Connecting);
+        assert_eq!(shard.reap_idle(t0 + Duration::from_secs(7)), 1);
+        assert_eq!(shard.peer_count(), 0);
+    }
+
+    #[test]
+    fn no_idle_timeout_keeps_peers() {
+        let mut shard = shard(None);
+        let t0 = Instant::now();
+        create(&mut shard, t0, "p");
+        assert_eq!(shard.reap_idle(t0 + Duration::from_secs(86_400)), 0);
+        assert_eq!(shard.peer_count(), 1);
     }
 
     #[test]
