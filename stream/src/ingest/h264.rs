@@ -279,6 +279,11 @@ impl H264Depacketizer {
             }
         }
         self.last_seq = Some(seq);
+        if packet.payload.is_empty() {
+            // Padding only (libwebrtc probes bandwidth this way on the media SSRC when no RTX is
+            // negotiated): it takes a sequence number but carries no media and no loss.
+            return;
+        }
         let time = self.clock.unwrap(packet.timestamp);
         if self.current_time.is_some_and(|t| t != time) {
             // The marker of the previous access unit was lost or never sent.
@@ -566,6 +571,27 @@ mod tests {
         assert!(aus[0].keyframe);
         assert_eq!(aus[0].rtp_time, 12000);
         assert_eq!(d.dropped_access_units, 2);
+    }
+
+    #[test]
+    fn padding_only_packets_are_not_loss() {
+        let mut d = H264Depacketizer::new();
+        let mut out = Vec::new();
+        d.push(&pkt(1, 0, false, stap_a(&[SPS, PPS])), &mut out);
+        d.push(&pkt(2, 0, true, vec![0x65, 9]), &mut out);
+        // Bandwidth probes between pictures: sequence numbers, the last picture's timestamp, no payload.
+        d.push(&pkt(3, 0, false, Vec::new()), &mut out);
+        d.push(&pkt(4, 0, false, Vec::new()), &mut out);
+        d.push(&pkt(5, 3000, true, vec![0x41, 1]), &mut out);
+        // Only the request every stream starts with.
+        let requests = out
+            .iter()
+            .filter(|e| **e == H264Event::KeyframeNeeded)
+            .count();
+        assert_eq!(requests, 1, "{out:?}");
+        let times: Vec<i64> = access_units(&out).iter().map(|au| au.rtp_time).collect();
+        assert_eq!(times, vec![0, 3000]);
+        assert_eq!(d.dropped_access_units, 0);
     }
 
     #[test]

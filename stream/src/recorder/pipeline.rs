@@ -105,6 +105,9 @@ impl Pipeline {
                         &mut closed,
                     );
                     out.extend(closed.into_iter().map(PipelineEvent::Segment));
+                    if self.segmenter.keyframe_overdue() {
+                        out.push(PipelineEvent::KeyframeNeeded);
+                    }
                 }
             }
         }

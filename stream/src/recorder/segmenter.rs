@@ -86,6 +86,18 @@ impl Segmenter {
         }
     }
 
+    /// True when the open segment has reached the target and the latest access unit is not a
+    /// keyframe. WebRTC encoders (Chromium's OpenH264, libwebrtc's VP8) send keyframes only at the
+    /// start and when asked, so without a request a segment would never close.
+    pub fn keyframe_overdue(&self) -> bool {
+        match (&self.pending_video, self.segment_start) {
+            (Some(pending), Some(start)) => {
+                !pending.keyframe && pending.time.saturating_sub(start) >= self.target
+            }
+            _ => false,
+        }
+    }
+
     /// Adds an access unit at `time` (90 kHz). Non-increasing times are dropped.
     pub fn push_video(
         &mut self,
@@ -276,6 +288,43 @@ mod tests {
         assert_eq!(out[1].audio[0].decode_time, 144_000);
         // Video durations are contiguous.
         assert!(out[0].video.iter().all(|v| v.duration == 3000));
+    }
+
+    #[test]
+    fn a_keyframe_is_overdue_once_the_open_segment_reaches_the_target() {
+        // 2 s target, 30 fps, one keyframe at the start and then only when asked (as a WebRTC
+        // encoder does): overdue from the first delta frame at 2 s until a keyframe cuts.
+        let mut s = Segmenter::new(180_000);
+        let mut out = Vec::new();
+        let c = config(640);
+        let mut overdue = Vec::new();
+        for frame in 0..70u64 {
+            s.push_video(
+                frame * 3000,
+                frame == 0 || frame == 64,
+                Bytes::from_static(b"v"),
+                c.clone(),
+                &mut out,
+            );
+            if s.keyframe_overdue() {
+                overdue.push(frame);
+            }
+        }
+        assert_eq!(overdue, (60..64).collect::<Vec<_>>());
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].duration, 64 * 3000);
+        // A publisher whose keyframes come at the target is never asked.
+        let mut s = Segmenter::new(180_000);
+        for frame in 0..200u64 {
+            s.push_video(
+                frame * 3000,
+                frame % 60 == 0,
+                Bytes::from_static(b"v"),
+                c.clone(),
+                &mut out,
+            );
+            assert!(!s.keyframe_overdue(), "frame {frame}");
+        }
     }
 
     #[test]
