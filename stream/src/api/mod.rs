@@ -9,6 +9,7 @@
 //! - `/stream/{id}/segments/{init-N.mp4|N.m4s}`, `/stream/{id}/lifecycle`
 
 pub mod inputs;
+mod offer;
 pub mod playback;
 pub mod videos;
 pub mod whip;

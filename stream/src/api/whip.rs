@@ -237,8 +237,12 @@ pub async fn publish(
         ));
     }
     let media = state.media.clone();
+    let recorded = input.recording_mode == "automatic";
+    let offer = recorded
+        .then(|| super::offer::h264_only_video(&sdp))
+        .flatten();
     let published = media
-        .publish(&input.account_id, &sdp)
+        .publish(&input.account_id, offer.as_deref().unwrap_or(&sdp))
         .await
         .map_err(media_error)?;
     let video = published.tracks.iter().find(|t| t.kind == MediaKind::Video);
@@ -256,7 +260,7 @@ pub async fn publish(
     // The recorder muxes H264 only: a recorded input refuses other video up front rather than
     // producing an empty recording. With recording off, VP8 still reaches WHEP viewers.
     if let Some(other) = video.filter(|_| recordable_video.is_none()) {
-        if input.recording_mode == "automatic" {
+        if recorded {
             let codec = other.codec.name.clone();
             media.close(&published.peer).await;
             return Err(ApiError::unsupported_media_type(format!(
