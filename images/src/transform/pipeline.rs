@@ -979,6 +979,50 @@ mod tests {
     }
 
     #[test]
+    fn grey_cmyk_and_progressive_jpegs_transform_and_broken_ones_are_errors() {
+        let encode = |colour: jpeg_encoder::ColorType, channels: usize, progressive: bool| {
+            let pixels: Vec<u8> = (0..160 * 120)
+                .flat_map(|i| [(i % 160) as u8, 90, (i / 160) as u8, 30][..channels].to_vec())
+                .collect();
+            let mut out = Vec::new();
+            let mut encoder = jpeg_encoder::Encoder::new(&mut out, 90);
+            encoder.set_progressive(progressive);
+            encoder.encode(&pixels, 160, 120, colour).unwrap();
+            out
+        };
+        for (name, data) in [
+            ("grey", encode(jpeg_encoder::ColorType::Luma, 1, false)),
+            ("cmyk", encode(jpeg_encoder::ColorType::Cmyk, 4, false)),
+            ("ycck", encode(jpeg_encoder::ColorType::Ycck, 4, false)),
+            ("progressive", encode(jpeg_encoder::ColorType::Rgb, 3, true)),
+        ] {
+            let out = run(&data, "width=80", OutputFormat::Png);
+            let got = image::load_from_memory(&out.bytes).unwrap().to_rgb8();
+            assert_eq!(got.dimensions(), (80, 60), "{name}");
+            // Colours as the image crate's own full-size decoder sees them (CMYK/YCCK take that path).
+            let reference = image::imageops::thumbnail(
+                &image::load_from_memory(&data).unwrap().to_rgb8(),
+                80,
+                60,
+            );
+            let (a, b) = (got.get_pixel(40, 30).0, reference.get_pixel(40, 30).0);
+            assert!(
+                a.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= 12),
+                "{name}: {a:?} vs {b:?}"
+            );
+        }
+        let data = jpeg(300, 200);
+        let source = probe(&data, &LIMITS).unwrap();
+        let opts = TransformOptions::parse("width=100").unwrap();
+        for broken in [&data[..data.len() / 2], &data[..data.len() - 2]] {
+            assert!(matches!(
+                transform(broken, &source, &opts, OutputFormat::Png, None, None),
+                Err(TransformError::Decode(_))
+            ));
+        }
+    }
+
+    #[test]
     fn face_gravity_without_faces_is_refused_not_centred() {
         let data = jpeg(100, 100);
         let source = probe(&data, &LIMITS).unwrap();
