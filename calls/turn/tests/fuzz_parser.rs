@@ -20,7 +20,8 @@ fn corpus() -> Vec<Vec<u8>> {
     let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/turn_message");
     let entries = std::fs::read_dir(&seeds).expect("the fuzz seed corpus is committed");
     for entry in entries {
-        corpus.push(std::fs::read(entry.expect("readable dir entry").path()).expect("readable seed"));
+        corpus
+            .push(std::fs::read(entry.expect("readable dir entry").path()).expect("readable seed"));
     }
     corpus
 }

@@ -295,10 +295,7 @@ impl FaceDetector {
             }),
             _ => Err(FaceError::UnexpectedOutput(format!(
                 "expected [1,{rows},4], [1,{rows},2] and [1,{rows},10], got {:?}",
-                outputs
-                    .iter()
-                    .map(|(shape, _)| shape)
-                    .collect::<Vec<_>>()
+                outputs.iter().map(|(shape, _)| shape).collect::<Vec<_>>()
             ))),
         }
     }

@@ -40,7 +40,8 @@ fn environment(library: &Path) -> Result<Environment, FaceError> {
         }
         None => {}
     }
-    let unavailable = |e: String| FaceError::RuntimeUnavailable(format!("{}: {e}", library.display()));
+    let unavailable =
+        |e: String| FaceError::RuntimeUnavailable(format!("{}: {e}", library.display()));
     let builder = ort::init_from(library).map_err(|e| unavailable(e.to_string()))?;
     let environment = builder.build().map_err(|e| unavailable(e.to_string()))?;
     *loaded = Some((library.to_path_buf(), environment.clone()));
@@ -87,7 +88,8 @@ impl OnnxRuntimeNetwork {
     /// Runs the network on one NCHW input of `side`×`side` and copies its outputs out.
     pub(crate) fn run(&self, data: &[f32], side: usize) -> Result<Vec<Output>, FaceError> {
         let inference = |e: ort::Error| FaceError::Inference(e.to_string());
-        let input = TensorRef::from_array_view(([1usize, 3, side, side], data)).map_err(inference)?;
+        let input =
+            TensorRef::from_array_view(([1usize, 3, side, side], data)).map_err(inference)?;
         let mut session = self.session();
         let outputs = session.run(ort::inputs![input]).map_err(inference)?;
         outputs

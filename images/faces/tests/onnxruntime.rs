@@ -23,7 +23,8 @@ fn astronaut() -> RgbImage {
 
 fn on_onnxruntime(library: PathBuf, sessions: usize) -> FaceDetector {
     let engine = Engine::OnnxRuntime { library, sessions };
-    FaceDetector::load_default_on(DEFAULT_INPUT_SIZE, 1, engine).expect("model loads on onnxruntime")
+    FaceDetector::load_default_on(DEFAULT_INPUT_SIZE, 1, engine)
+        .expect("model loads on onnxruntime")
 }
 
 fn assert_same_faces(got: &[Face], reference: &[Face]) {
@@ -35,7 +36,10 @@ fn assert_same_faces(got: &[Face], reference: &[Face]) {
             "{g:?} vs {r:?}"
         );
         for (gp, rp) in g.landmarks.iter().zip(&r.landmarks) {
-            assert!((gp[0] - rp[0]).abs() < 0.5 && (gp[1] - rp[1]).abs() < 0.5, "{g:?} vs {r:?}");
+            assert!(
+                (gp[0] - rp[0]).abs() < 0.5 && (gp[1] - rp[1]).abs() < 0.5,
+                "{g:?} vs {r:?}"
+            );
         }
     }
 }
