@@ -349,63 +349,10 @@ async fn publisher_vanishing_mid_segment_leaves_only_whole_segments() {
         "EXTINF sum {extinf} vs {duration}"
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let init = server
-        .client
-        .get(format!(
-            "{}/stream/{video_id}/segments/init-0.mp4",
-            server.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    for uri in &listed {
-        let name = uri.trim_start_matches("../segments/");
-        let response = server
-            .client
-            .get(format!("{}/stream/{video_id}/segments/{name}", server.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "{name}");
-        let mut file = init.to_vec();
-        file.extend_from_slice(&response.bytes().await.unwrap());
-        let path = dir.path().join(format!("{name}.mp4"));
-        std::fs::write(&path, &file).unwrap();
-        let out = std::process::Command::new(&ffprobe)
-            .args([
-                "-v",
-                "error",
-                "-select_streams",
-                "v:0",
-                "-show_entries",
-                "packet=flags",
-                "-of",
-                "csv=p=0",
-            ])
-            .arg(&path)
-            .output()
-            .unwrap();
-        let flags = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            flags.lines().next().is_some_and(|f| f.starts_with('K')),
-            "{name} starts with a keyframe: {flags}"
-        );
-        let out = std::process::Command::new(&ffmpeg)
-            .args(["-v", "error", "-i"])
-            .arg(&path)
-            .args(["-f", "null", "-"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success() && out.stderr.is_empty(),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    assert_eq!(
+        check_listed_segments(&server, &ffmpeg, &ffprobe, &video_id, &playlist).await,
+        listed.len()
+    );
     let master = format!("{}/stream/{video_id}/manifest/video.m3u8", server.base);
     let out = std::process::Command::new(&ffmpeg)
         .args(["-v", "error", "-i", &master, "-f", "null", "-"])

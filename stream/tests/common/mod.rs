@@ -246,3 +246,81 @@ pub async fn post_sdp(client: &reqwest::Client, url: &str, sdp: &str) -> reqwest
         .await
         .expect("request")
 }
+
+/// Fetches every segment a media playlist lists, each with the init its `EXT-X-MAP` names, and
+/// checks that each starts with a video keyframe and decodes cleanly on its own (Debian
+/// ffprobe/ffmpeg). Returns how many segments were checked.
+pub async fn check_listed_segments(
+    server: &Server,
+    ffmpeg: &std::path::Path,
+    ffprobe: &std::path::Path,
+    video_id: &str,
+    playlist: &str,
+) -> usize {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fetch = |name: String| async move {
+        let response = server
+            .client
+            .get(format!("{}/stream/{video_id}/segments/{name}", server.base))
+            .send()
+            .await
+            .expect("segment request");
+        assert_eq!(response.status(), 200, "{name}");
+        response.bytes().await.expect("segment body")
+    };
+    let mut init = None;
+    let mut checked = 0;
+    for line in playlist.lines() {
+        if let Some(uri) = line
+            .strip_prefix("#EXT-X-MAP:URI=\"")
+            .and_then(|rest| rest.split('"').next())
+        {
+            let name = uri.trim_start_matches("../segments/").to_string();
+            init = Some(fetch(name).await);
+            continue;
+        }
+        if !line.ends_with(".m4s") {
+            continue;
+        }
+        let name = line.trim_start_matches("../segments/").to_string();
+        let mut file = init
+            .clone()
+            .expect("EXT-X-MAP before the first segment")
+            .to_vec();
+        file.extend_from_slice(&fetch(name.clone()).await);
+        let path = dir.path().join(format!("{name}.mp4"));
+        std::fs::write(&path, &file).expect("write segment");
+        let out = std::process::Command::new(ffprobe)
+            .args([
+                "-v",
+                "error",
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "packet=flags",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&path)
+            .output()
+            .expect("ffprobe runs");
+        let flags = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            flags.lines().next().is_some_and(|f| f.starts_with('K')),
+            "{name} starts with a keyframe: {flags}"
+        );
+        let out = std::process::Command::new(ffmpeg)
+            .args(["-v", "error", "-i"])
+            .arg(&path)
+            .args(["-f", "null", "-"])
+            .output()
+            .expect("ffmpeg runs");
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    checked
+}
