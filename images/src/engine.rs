@@ -31,14 +31,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// How many transforms run at once for a configured `transform_workers` (0 = one per CPU).
+pub fn worker_count(configured: usize) -> usize {
+    match configured {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
+        n => n,
+    }
+}
+
 impl Engine {
     pub fn new(config: &ImagesConfig) -> Self {
-        let workers = match config.transform_workers {
-            0 => std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
-            n => n,
-        };
+        let workers = worker_count(config.transform_workers);
         Self {
             permits: Arc::new(Semaphore::new(workers)),
             inflight: Mutex::new(HashMap::new()),

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use bytes::Bytes;
-use images_faces::{Face, FaceDetector, FaceError};
+use images_faces::{Engine, Face, FaceDetector, FaceError};
 use platform::{time_util::now_ms, ApiError, ObjectKey};
 use tokio::sync::OnceCell;
 
@@ -28,13 +28,14 @@ use crate::{
 
 pub use crate::transform::focus::FaceInfo;
 
-/// The process's face detector: the model bytes are read at start (a bad path fails start-up), the tract
-/// plan is optimised once, in the background right after start, and shared by every detection.
+/// The process's face detector: the model bytes are read at start (a bad path fails start-up), the network is
+/// loaded once (tract: its plan optimised), in the background right after start, and shared by every detection.
 #[derive(Clone)]
 pub struct Faces {
     /// `None`: the model built into images-faces.
     model: Option<Arc<Vec<u8>>>,
     input_size: u32,
+    engine: Engine,
     detector: Arc<OnceCell<Arc<FaceDetector>>>,
 }
 
@@ -52,9 +53,25 @@ impl Faces {
                 ImagesError::Config(format!("images face model {path:?}: {e}"))
             })?)),
         };
+        let engine = match config.onnxruntime_library.trim() {
+            "" => Engine::Tract,
+            path => {
+                if !std::path::Path::new(path).is_file() {
+                    return Err(ImagesError::Config(format!(
+                        "images onnxruntime library {path:?} is not a file"
+                    )));
+                }
+                Engine::OnnxRuntime {
+                    library: path.into(),
+                    // One session per transform worker: detections run on that pool.
+                    sessions: crate::engine::worker_count(config.transform_workers),
+                }
+            }
+        };
         let faces = Self {
             model,
             input_size: size,
+            engine,
             detector: Arc::new(OnceCell::new()),
         };
         let warm = faces.clone();
@@ -70,16 +87,19 @@ impl Faces {
     pub async fn detector(&self) -> Result<Arc<FaceDetector>, ApiError> {
         self.detector
             .get_or_try_init(|| async {
-                let (model, size) = (self.model.clone(), self.input_size);
+                let (model, size, engine) =
+                    (self.model.clone(), self.input_size, self.engine.clone());
+                let engine_name = engine.name();
                 let started = std::time::Instant::now();
                 let detector = tokio::task::spawn_blocking(move || match model {
-                    Some(bytes) => FaceDetector::from_onnx_bytes(&bytes, size),
-                    None => FaceDetector::load_default(size),
+                    Some(bytes) => FaceDetector::from_onnx_bytes_on(&bytes, size, 1, engine),
+                    None => FaceDetector::load_default_on(size, 1, engine),
                 })
                 .await
                 .map_err(ApiError::internal)?
                 .map_err(face_error)?;
                 tracing::info!(
+                    engine = engine_name,
                     input_size = size,
                     ms = started.elapsed().as_millis() as u64,
                     "face detector loaded"

@@ -438,3 +438,42 @@ async fn remote_sources_cache_their_detections() {
     }
     task.abort();
 }
+
+/// With `--images-onnxruntime-library`, detection runs on onnxruntime: the same faces, the same crops.
+#[tokio::test]
+async fn onnxruntime_engine_finds_the_same_face_over_http() {
+    let Some(library) = std::env::var_os("MEDIAPLANE_TEST_ONNXRUNTIME_LIBRARY") else {
+        skip_or_fail("onnxruntime (MEDIAPLANE_TEST_ONNXRUNTIME_LIBRARY)");
+        return;
+    };
+    let library = library.to_string_lossy().into_owned();
+    let config = move || {
+        let mut c = test_config();
+        c.onnxruntime_library = library.clone();
+        c
+    };
+    for s in servers(config).await {
+        let src = source_of(&s, ASTRONAUT.to_vec()).await;
+        let tight = info(&s, &src, "w=200,h=100,fit=cover,gravity=face,zoom=1").await;
+        let faces = faces_of(&tight);
+        assert_eq!(faces.len(), 1, "{}: {tight}", s.label);
+        assert_near(faces[0], ASTRONAUT_FACE, 6.0);
+        assert!(holds(crop_of(&tight), faces[0]), "{tight}");
+    }
+}
+
+/// A library path that is not a file stops start-up with a message naming the setting.
+#[tokio::test]
+async fn a_missing_onnxruntime_library_fails_start_up() {
+    let tp = platform::testing::embedded().await;
+    let mut config = test_config();
+    config.onnxruntime_library = "/nonexistent/libonnxruntime.so".into();
+    let Err(e) = images::ImagesService::start(tp.platform.clone(), config).await else {
+        panic!("start-up accepted a missing onnxruntime library");
+    };
+    let message = e.to_string();
+    assert!(
+        message.contains("onnxruntime library") && message.contains("/nonexistent"),
+        "{message}"
+    );
+}
