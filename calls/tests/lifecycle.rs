@@ -339,20 +339,7 @@ async fn sessions_that_never_connect_are_closed() {
     let gone = Peer::new().await;
     gone.add_track(RtpCodecKind::Video, peer::vp8(), 0xF2).await;
     let offered = server.new_session(&app).await;
-    let offer = gone.offer().await;
-    let mids = peer::mids(&offer);
-    let (status, body) = server
-        .v1(
-            Method::POST,
-            &app,
-            &format!("sessions/{offered}/tracks/new"),
-            Some(json!({
-                "sessionDescription": {"type": "offer", "sdp": offer},
-                "tracks": [{"location": "local", "trackName": "cam", "mid": mids[0].1}],
-            })),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    server.offer_tracks(&app, &offered, &gone, &["cam"]).await;
     gone.close().await;
 
     for session in [&bare, &offered] {
@@ -418,20 +405,7 @@ async fn vanished_client_is_closed_after_disconnect() {
         .add_track(RtpCodecKind::Video, peer::vp8(), 0xF3)
         .await;
     let session = server.new_session(&app).await;
-    let offer = client.offer().await;
-    let mids = peer::mids(&offer);
-    let (status, body) = server
-        .v1(
-            Method::POST,
-            &app,
-            &format!("sessions/{session}/tracks/new"),
-            Some(json!({
-                "sessionDescription": {"type": "offer", "sdp": offer},
-                "tracks": [{"location": "local", "trackName": "cam", "mid": mids[0].1}],
-            })),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    let body = server.offer_tracks(&app, &session, &client, &["cam"]).await;
     // Point the client at the relay instead of the SFU's own candidate.
     let sfu = server.calls.udp_addr();
     let answer = body["sessionDescription"]["sdp"]

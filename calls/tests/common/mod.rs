@@ -109,6 +109,25 @@ impl Server {
         peer: &peer::Peer,
         names: &[&str],
     ) -> Value {
+        let body = self.offer_tracks(app, session, peer, names).await;
+        peer.set_answer(
+            body["sessionDescription"]["sdp"]
+                .as_str()
+                .expect("answer sdp"),
+        )
+        .await;
+        body
+    }
+
+    /// Offers `peer`'s local tracks (named in m-line order) through `tracks/new` and returns the
+    /// response, leaving the answer to the caller.
+    pub async fn offer_tracks(
+        &self,
+        app: &(String, String),
+        session: &str,
+        peer: &peer::Peer,
+        names: &[&str],
+    ) -> Value {
         let offer = peer.offer().await;
         let mids = peer::mids(&offer);
         let tracks: Vec<Value> = names
@@ -121,12 +140,6 @@ impl Server {
             .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["requiresImmediateRenegotiation"], false);
-        peer.set_answer(
-            body["sessionDescription"]["sdp"]
-                .as_str()
-                .expect("answer sdp"),
-        )
-        .await;
         body
     }
 
