@@ -246,6 +246,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let render = Arc::new(move || recorder.render());
     let addr = settings.platform.http_addr;
     let bootstrap_token = settings.platform.bootstrap_token.clone();
+    // Bound first: a taken port fails start-up before the database is bootstrapped or any product
+    // listener (TURN, Calls) takes an ephemeral port.
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
     let app = App::start(settings, render).await?;
     if let Some(boot) = auth::bootstrap(&app.platform.db, bootstrap_token.as_deref()).await? {
         // Printed once, on stdout, so scripts can capture it; it is never logged.
@@ -256,9 +261,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             println!("API token (shown once): {}", boot.token);
         }
     }
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
     tracing::info!(%addr, storage = app.platform.storage.backend(), database = ?app.platform.db.kind(), "mediaplane listening");
     println!("Mediaplane listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app.router.clone())

@@ -51,8 +51,34 @@ pub fn loopback_env(data_dir: &Path) -> Vec<(String, String)> {
 }
 
 impl Server {
-    /// Starts the binary with `env` and waits until it listens.
+    /// Starts the binary with `env` and waits until it listens. `free_port` only finds a port that
+    /// was free a moment ago: another binary started by a parallel test can take it (as an
+    /// ephemeral port of one of its own listeners) before this one binds it. When the binary exits
+    /// before listening and its HTTP port came from `loopback_env`, it is started again on a fresh
+    /// port (at most twice).
     pub fn start(env: &[(String, String)]) -> Server {
+        let mut env = env.to_vec();
+        for _ in 0..2 {
+            match Self::try_start(&env) {
+                Ok(server) => return server,
+                Err(exit) => {
+                    let Some(addr) = env.iter_mut().find(|(k, _)| k == "MEDIAPLANE_HTTP_ADDR")
+                    else {
+                        panic!("mediaplane exited before listening: {exit}");
+                    };
+                    eprintln!(
+                        "mediaplane exited before listening ({exit}); retrying on a fresh port"
+                    );
+                    addr.1 = format!("127.0.0.1:{}", free_port());
+                }
+            }
+        }
+        Self::try_start(&env)
+            .unwrap_or_else(|exit| panic!("mediaplane exited before listening: {exit}"))
+    }
+
+    /// Starts the binary; `Err` with its exit status when it ends before reporting that it listens.
+    fn try_start(env: &[(String, String)]) -> Result<Server, std::process::ExitStatus> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_mediaplane"));
         command
             .stdout(Stdio::piped())
@@ -76,9 +102,17 @@ impl Server {
         });
         let (mut token, mut account_id, mut base) = (None, None, None);
         while base.is_none() {
-            let line = rx
-                .recv_timeout(Duration::from_secs(120))
-                .expect("mediaplane did not report listening");
+            let line = match rx.recv_timeout(Duration::from_secs(120)) {
+                Ok(line) => line,
+                // stdout closed: the process ended.
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(child.wait().expect("wait for mediaplane"));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = child.kill();
+                    panic!("mediaplane did not report listening within 120 s");
+                }
+            };
             if let Some(rest) = line.strip_prefix("API token (shown once): ") {
                 token = Some(rest.trim().to_string());
             } else if let Some(rest) = line.strip_prefix("Created default account ") {
@@ -87,12 +121,12 @@ impl Server {
                 base = Some(rest.trim().to_string());
             }
         }
-        Server {
+        Ok(Server {
             child,
             base: base.unwrap(),
             token,
             account_id,
-        }
+        })
     }
 
     pub fn url(&self, path: &str) -> String {
