@@ -13,7 +13,6 @@ mod common;
 use std::path::PathBuf;
 
 use reqwest::Method;
-use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_publishes_and_pulls_through_the_demo_page() {
@@ -43,18 +42,7 @@ async fn chromium_publishes_and_pulls_through_the_demo_page() {
         .output()
         .await
         .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| {
-            panic!(
-                "no result from the browser script; stderr: {}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        });
-    let result: Value = serde_json::from_str(line).expect("result JSON");
+    let result = platform::testing::script_result(&output);
     println!("browser result: {result:#}");
     assert!(result["error"].is_null(), "{result:#}");
 

@@ -52,18 +52,7 @@ async fn widget_uploads_a_jpeg_in_chromium() {
         .output()
         .await
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| {
-            panic!(
-                "no result; stderr: {}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        });
-    let result: Value = serde_json::from_str(line).unwrap();
+    let result = platform::testing::script_result(&output);
     assert!(result["error"].is_null(), "{result:#}");
     assert_eq!(result["maxProgress"], 100, "{result:#}");
     assert_eq!(result["progressValue"].as_f64(), Some(100.0));

@@ -155,6 +155,23 @@ pub struct BrowserTools {
     pub node_modules: PathBuf,
 }
 
+/// The result a browser test script printed: the last stdout line that is a JSON object (scripts
+/// log progress before it). Panics with the script's stderr when there is none.
+pub fn script_result(output: &std::process::Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| {
+            panic!(
+                "no result from the browser script; stderr: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+    serde_json::from_str(line).expect("the browser script's result is JSON")
+}
+
 /// The browser tools, or `None` after [`skip_or_fail`] when one is missing. `packages` are the npm
 /// packages the test's script imports.
 pub fn browser_tools(packages: &[&str]) -> Option<BrowserTools> {

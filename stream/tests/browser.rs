@@ -237,18 +237,7 @@ async fn chromium_plays_live_hls_with_hlsjs_and_decodes_whep() {
         .output()
         .await
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| {
-            panic!(
-                "no result; stderr: {}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        });
-    let result: Value = serde_json::from_str(line).unwrap();
+    let result = platform::testing::script_result(&output);
     eprintln!("{result:#}");
     assert!(result["error"].is_null(), "{result:#}");
 
