@@ -10,6 +10,7 @@ use rtc::{
             interceptor_registry::register_default_interceptors,
             media_engine::{MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8},
             setting_engine::SettingEngineBuilder,
+            RTCConfiguration, RTCConfigurationBuilder, RTCIceServer, RTCIceTransportPolicy,
         },
         sdp::RTCSessionDescription,
     },
@@ -120,22 +121,40 @@ pub struct Peer {
 
 impl Peer {
     pub async fn new() -> Self {
-        Self::build(false, None).await
+        Self::build(false, None, RTCConfiguration::default()).await
     }
 
     /// A peer that also negotiates RTX (`video/rtx`, apt=96) for VP8.
     pub async fn new_with_rtx() -> Self {
-        Self::build(true, None).await
+        Self::build(true, None, RTCConfiguration::default()).await
     }
 
     /// A peer whose ICE agent runs its connectivity checks every `interval` instead of
     /// webrtc-rs's 200 ms. As the controlling agent it nominates a pair only on the check tick
     /// after that pair's first successful check, so the interval bounds how fast it connects.
     pub async fn new_with_check_interval(interval: std::time::Duration) -> Self {
-        Self::build(false, Some(interval)).await
+        Self::build(false, Some(interval), RTCConfiguration::default()).await
     }
 
-    async fn build(rtx: bool, check_interval: Option<std::time::Duration>) -> Self {
+    /// A peer whose only ICE server is the TURN server at `turn_url`, with
+    /// `iceTransportPolicy: relay`: every candidate it offers is a relayed address.
+    pub async fn relay_only(turn_url: &str, username: &str, credential: &str) -> Self {
+        let configuration = RTCConfigurationBuilder::new()
+            .with_ice_servers(vec![RTCIceServer {
+                urls: vec![turn_url.to_owned()],
+                username: username.to_owned(),
+                credential: credential.to_owned(),
+            }])
+            .with_ice_transport_policy(RTCIceTransportPolicy::Relay)
+            .build();
+        Self::build(false, None, configuration).await
+    }
+
+    async fn build(
+        rtx: bool,
+        check_interval: Option<std::time::Duration>,
+        configuration: RTCConfiguration,
+    ) -> Self {
         let runtime = default_runtime().expect("tokio runtime");
         let mut media = MediaEngine::default();
         media
@@ -192,6 +211,7 @@ impl Peer {
             received: received_tx,
         });
         let pc = PeerConnectionBuilder::new()
+            .with_configuration(configuration)
             .with_setting_engine(settings)
             .with_media_engine(media)
             .with_interceptor_registry(registry)

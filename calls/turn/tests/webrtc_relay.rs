@@ -4,223 +4,59 @@
 //! candidate on our TURN server. Calls is used through its public service and HTTP API only.
 
 mod common;
+// The webrtc-rs test client of the Calls tests, with its relay-only constructor.
+#[allow(dead_code)]
+#[path = "../../tests/common/peer.rs"]
+mod peer;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use calls::{CallsConfig, CallsService};
 use calls_turn::TurnConfig;
 use common::Server;
+use peer::{Peer, OPUS_PT};
 use rtc::{
-    interceptor::Registry,
-    media_stream::MediaStreamTrack,
-    peer_connection::{
-        configuration::{
-            interceptor_registry::register_default_interceptors,
-            media_engine::{MediaEngine, MIME_TYPE_OPUS},
-            setting_engine::SettingEngineBuilder,
-            RTCConfigurationBuilder, RTCIceServer, RTCIceTransportPolicy,
-        },
-        sdp::RTCSessionDescription,
-    },
-    rtp_transceiver::{
-        rtp_sender::{
-            RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-            RtpCodecKind,
-        },
-        RTCRtpTransceiverDirection, RTCRtpTransceiverInit,
-    },
+    rtp_transceiver::rtp_sender::RtpCodecKind,
     statistics::{report::RTCStatsReportEntry, StatsSelector},
 };
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, watch};
-use webrtc::{
-    media_stream::{
-        track_local::{static_rtp::TrackLocalStaticRTP, TrackLocal},
-        track_remote::{TrackRemote, TrackRemoteEvent},
-    },
-    peer_connection::{
-        PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
-        RTCPeerConnectionState,
-    },
-    runtime::{default_runtime, Runtime},
-};
+use webrtc::{media_stream::track_local::TrackLocal, peer_connection::RTCPeerConnectionState};
 
-const OPUS_PT: u8 = 111;
 const SSRC: u32 = 0x7152_0001;
 const PACKETS: u32 = 100;
 
-fn opus() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: MIME_TYPE_OPUS.to_owned(),
-        clock_rate: 48000,
-        channels: 2,
-        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-        rtcp_feedback: vec![],
-    }
+/// Relay-only peers allocate on our TURN first, so they get longer than the Calls tests' 10 s.
+async fn wait_connected(peer: &Peer) {
+    let mut state = peer.state.clone();
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        state.wait_for(|s| *s == RTCPeerConnectionState::Connected),
+    )
+    .await
+    .expect("peer connects through the relay")
+    .expect("state");
 }
 
-struct Handler {
-    runtime: Arc<dyn Runtime>,
-    gathered: watch::Sender<bool>,
-    state: watch::Sender<RTCPeerConnectionState>,
-    payloads: mpsc::UnboundedSender<Vec<u8>>,
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Handler {
-    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        if state == RTCIceGatheringState::Complete {
-            let _ = self.gathered.send(true);
+/// The selected candidate pair from getStats(): its bytes sent and received, and its local
+/// candidate's stats when the report carries them (webrtc-rs 0.21 does not register
+/// candidates gathered through TURN there).
+async fn selected_pair(peer: &Peer) -> (u64, u64, Option<Value>) {
+    let report = peer
+        .pc
+        .get_stats(std::time::Instant::now(), StatsSelector::None)
+        .await;
+    let transport = report.transport().expect("transport stats");
+    let pair = report
+        .candidate_pairs()
+        .find(|p| p.stats.id == transport.selected_candidate_pair_id)
+        .unwrap_or_else(|| panic!("selected pair {:?}", transport.selected_candidate_pair_id));
+    let local = report.iter().find_map(|entry| match entry {
+        RTCStatsReportEntry::LocalCandidate(c) if c.stats.id == pair.local_candidate_id => {
+            Some(serde_json::to_value(c).expect("candidate stats"))
         }
-    }
-
-    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        let _ = self.state.send(state);
-    }
-
-    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let payloads = self.payloads.clone();
-        self.runtime.spawn(Box::pin(async move {
-            while let Some(event) = track.poll().await {
-                match event {
-                    TrackRemoteEvent::OnRtpPacket(p) => {
-                        let _ = payloads.send(p.payload.to_vec());
-                    }
-                    TrackRemoteEvent::OnEnded => break,
-                    _ => {}
-                }
-            }
-        }));
-    }
-}
-
-/// A relay-only webrtc-rs peer: its only ICE server is our TURN over UDP.
-struct Peer {
-    pc: Arc<dyn PeerConnection>,
-    gathered: watch::Receiver<bool>,
-    state: watch::Receiver<RTCPeerConnectionState>,
-    payloads: mpsc::UnboundedReceiver<Vec<u8>>,
-}
-
-impl Peer {
-    async fn relay_only(turn_url: &str, username: &str, credential: &str) -> Peer {
-        let runtime = default_runtime().expect("tokio runtime");
-        let mut media = MediaEngine::default();
-        media
-            .register_codec(
-                RTCRtpCodecParameters {
-                    rtp_codec: opus(),
-                    payload_type: OPUS_PT,
-                },
-                RtpCodecKind::Audio,
-            )
-            .expect("opus");
-        let registry =
-            register_default_interceptors(Registry::new(), &mut media).expect("interceptors");
-        let settings = SettingEngineBuilder::new()
-            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-            .build();
-        let configuration = RTCConfigurationBuilder::new()
-            .with_ice_servers(vec![RTCIceServer {
-                urls: vec![turn_url.to_owned()],
-                username: username.to_owned(),
-                credential: credential.to_owned(),
-            }])
-            .with_ice_transport_policy(RTCIceTransportPolicy::Relay)
-            .build();
-        let (gathered_tx, gathered) = watch::channel(false);
-        let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
-        let (payloads_tx, payloads) = mpsc::unbounded_channel();
-        let handler = Arc::new(Handler {
-            runtime: runtime.clone(),
-            gathered: gathered_tx,
-            state: state_tx,
-            payloads: payloads_tx,
-        });
-        let pc = PeerConnectionBuilder::new()
-            .with_configuration(configuration)
-            .with_setting_engine(settings)
-            .with_media_engine(media)
-            .with_interceptor_registry(registry)
-            .with_handler(handler)
-            .with_runtime(runtime)
-            .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
-            .build()
-            .await
-            .expect("peer connection");
-        Peer {
-            pc: Arc::new(pc),
-            gathered,
-            state,
-            payloads,
-        }
-    }
-
-    async fn wait_gathered(&self) {
-        let mut gathered = self.gathered.clone();
-        tokio::time::timeout(Duration::from_secs(10), gathered.wait_for(|done| *done))
-            .await
-            .expect("ICE gathering (TURN allocation) finishes")
-            .expect("gathering");
-    }
-
-    async fn offer(&self) -> String {
-        let offer = self.pc.create_offer(None).await.expect("create offer");
-        self.pc
-            .set_local_description(offer)
-            .await
-            .expect("set offer");
-        self.wait_gathered().await;
-        self.pc.local_description().await.expect("offer").sdp
-    }
-
-    async fn answer(&self, offer: &str) -> String {
-        let offer = RTCSessionDescription::offer(offer.to_owned()).expect("offer");
-        self.pc
-            .set_remote_description(offer)
-            .await
-            .expect("set offer");
-        let answer = self.pc.create_answer(None).await.expect("create answer");
-        self.pc
-            .set_local_description(answer)
-            .await
-            .expect("set answer");
-        self.wait_gathered().await;
-        self.pc.local_description().await.expect("answer").sdp
-    }
-
-    async fn wait_connected(&self) {
-        let mut state = self.state.clone();
-        tokio::time::timeout(
-            Duration::from_secs(15),
-            state.wait_for(|s| *s == RTCPeerConnectionState::Connected),
-        )
-        .await
-        .expect("peer connects through the relay")
-        .expect("state");
-    }
-
-    /// The selected candidate pair from getStats(): its bytes sent and received, and its local
-    /// candidate's stats when the report carries them (webrtc-rs 0.21 does not register
-    /// candidates gathered through TURN there).
-    async fn selected_pair(&self) -> (u64, u64, Option<Value>) {
-        let report = self
-            .pc
-            .get_stats(std::time::Instant::now(), StatsSelector::None)
-            .await;
-        let transport = report.transport().expect("transport stats");
-        let pair = report
-            .candidate_pairs()
-            .find(|p| p.stats.id == transport.selected_candidate_pair_id)
-            .unwrap_or_else(|| panic!("selected pair {:?}", transport.selected_candidate_pair_id));
-        let local = report.iter().find_map(|entry| match entry {
-            RTCStatsReportEntry::LocalCandidate(c) if c.stats.id == pair.local_candidate_id => {
-                Some(serde_json::to_value(c).expect("candidate stats"))
-            }
-            _ => None,
-        });
-        (pair.bytes_sent, pair.bytes_received, local)
-    }
+        _ => None,
+    });
+    (pair.bytes_sent, pair.bytes_received, local)
 }
 
 fn payload(n: u32) -> Vec<u8> {
@@ -285,25 +121,9 @@ async fn relay_only_peers_reach_the_sfu_through_turn() {
 
     // Publisher: relay-only, one Opus track.
     let publisher = Peer::relay_only(&turn_url, &username, &credential).await;
-    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-        "stream".to_owned(),
-        "mic".to_owned(),
-        "mic".to_owned(),
-        RtpCodecKind::Audio,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(SSRC),
-                ..Default::default()
-            },
-            codec: opus(),
-            ..Default::default()
-        }],
-    )));
-    publisher
-        .pc
-        .add_track(track.clone() as Arc<dyn TrackLocal>)
-        .await
-        .expect("add track");
+    let track = publisher
+        .add_track(RtpCodecKind::Audio, peer::opus(), SSRC)
+        .await;
     let offer = publisher.offer().await;
     assert!(
         offer.contains("typ relay") && !offer.contains("typ host"),
@@ -329,29 +149,14 @@ async fn relay_only_peers_reach_the_sfu_through_turn() {
         ),
     )
     .await;
-    let answer = RTCSessionDescription::answer(
-        pushed["sessionDescription"]["sdp"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-    )
-    .unwrap();
-    publisher.pc.set_remote_description(answer).await.unwrap();
-    publisher.wait_connected().await;
+    publisher
+        .set_answer(pushed["sessionDescription"]["sdp"].as_str().unwrap())
+        .await;
+    wait_connected(&publisher).await;
 
     // Viewer: relay-only too, pulls the publisher's track.
-    let mut viewer = Peer::relay_only(&turn_url, &username, &credential).await;
-    viewer
-        .pc
-        .add_transceiver_from_kind(
-            RtpCodecKind::Audio,
-            Some(RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Recvonly,
-                ..Default::default()
-            }),
-        )
-        .await
-        .unwrap();
+    let viewer = Peer::relay_only(&turn_url, &username, &credential).await;
+    viewer.add_recvonly(RtpCodecKind::Audio).await;
     let view_session = v1(&server, &app, "sessions/new", None).await["sessionId"]
         .as_str()
         .unwrap()
@@ -373,7 +178,7 @@ async fn relay_only_peers_reach_the_sfu_through_turn() {
         Some(json!({"sessionDescription": {"type": "answer", "sdp": answer}})),
     )
     .await;
-    viewer.wait_connected().await;
+    wait_connected(&viewer).await;
 
     // Media: numbered payloads from the publisher come out of the viewer unchanged.
     let sender = tokio::spawn(async move {
@@ -397,14 +202,14 @@ async fn relay_only_peers_reach_the_sfu_through_turn() {
             }
         }
     });
-    let mut received = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while received.len() < (PACKETS / 2) as usize {
-        match tokio::time::timeout_at(deadline, viewer.payloads.recv()).await {
-            Ok(Some(p)) => received.push(p),
-            _ => break,
-        }
-    }
+    let received: Vec<Vec<u8>> = viewer
+        .collect(Duration::from_secs(10), |got| {
+            got.len() >= (PACKETS / 2) as usize
+        })
+        .await
+        .into_iter()
+        .map(|p| p.payload)
+        .collect();
     sender.abort();
     assert!(
         received.len() >= (PACKETS / 2) as usize,
@@ -424,7 +229,7 @@ async fn relay_only_peers_reach_the_sfu_through_turn() {
         "{viewer_sdp}"
     );
     for (who, peer) in [("publisher", &publisher), ("viewer", &viewer)] {
-        let (sent, received, local) = peer.selected_pair().await;
+        let (sent, received, local) = selected_pair(peer).await;
         assert!(sent > 0 && received > 0, "{who}: selected pair idle");
         if let Some(local) = local {
             assert_eq!(local["candidateType"], "relay", "{who}: {local}");
