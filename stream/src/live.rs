@@ -153,6 +153,7 @@ impl Broadcasts {
             }
         }
         let now = now_ms();
+        let target_duration = crate::hls::target_duration_for(options.segment_ms);
         let video = VideoRow {
             uid: platform::ids::new_uid(),
             account_id: input.account_id.clone(),
@@ -168,6 +169,7 @@ impl Broadcasts {
             codecs: String::new(),
             created_ms: now,
             modified_ms: now,
+            target_duration: i64::try_from(target_duration).unwrap_or(i64::MAX),
         };
         store::insert_video(&platform.db, &video).await?;
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -183,7 +185,7 @@ impl Broadcasts {
             slots: self.slots.clone(),
             input_uid: input.uid.clone(),
             writer,
-            pipeline: Pipeline::new(options.segment_ms),
+            pipeline: Pipeline::new(options.segment_ms, target_duration),
             keyframe,
             last_keyframe_request: None,
             generation: 0,

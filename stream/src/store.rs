@@ -154,10 +154,12 @@ pub struct VideoRow {
     pub codecs: String,
     pub created_ms: i64,
     pub modified_ms: i64,
+    /// EXT-X-TARGETDURATION of its playlists, fixed at the start (0: recorded before it was kept).
+    pub target_duration: i64,
 }
 
 const VIDEO_COLUMNS: &str = "uid, account_id, live_input_id, recorded, state, started_ms, ended_ms, duration_ticks, size_bytes, \
-     width, height, codecs, created_ms, modified_ms";
+     width, height, codecs, created_ms, modified_ms, target_duration";
 
 fn video_from_row(row: &AnyRow) -> Result<VideoRow, sqlx::Error> {
     Ok(VideoRow {
@@ -175,12 +177,13 @@ fn video_from_row(row: &AnyRow) -> Result<VideoRow, sqlx::Error> {
         codecs: row.try_get(11)?,
         created_ms: row.try_get(12)?,
         modified_ms: row.try_get(13)?,
+        target_duration: row.try_get(14)?,
     })
 }
 
 pub async fn insert_video(db: &Db, v: &VideoRow) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
-        "INSERT INTO stream_videos ({VIDEO_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        "INSERT INTO stream_videos ({VIDEO_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
     ))
     .bind(&v.uid)
     .bind(&v.account_id)
@@ -196,6 +199,7 @@ pub async fn insert_video(db: &Db, v: &VideoRow) -> Result<(), sqlx::Error> {
     .bind(&v.codecs)
     .bind(v.created_ms)
     .bind(v.modified_ms)
+    .bind(v.target_duration)
     .execute(db.pool())
     .await?;
     Ok(())
@@ -338,6 +342,8 @@ pub struct SegmentRow {
     pub duration_ticks: i64,
     pub size_bytes: i64,
     pub discontinuity: bool,
+    /// Starts with a keyframe (false when the recorder had to cut inside a GOP).
+    pub independent: bool,
 }
 
 impl SegmentRow {
@@ -356,8 +362,8 @@ impl SegmentRow {
 pub async fn insert_segment(db: &Db, video_id: &str, s: &SegmentRow) -> Result<(), sqlx::Error> {
     let mut tx = db.pool().begin().await?;
     sqlx::query(
-        "INSERT INTO stream_segments (video_id, seq, init_idx, start_ticks, duration_ticks, size_bytes, discontinuity) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO stream_segments (video_id, seq, init_idx, start_ticks, duration_ticks, size_bytes, discontinuity, independent) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(video_id)
     .bind(s.seq)
@@ -366,6 +372,7 @@ pub async fn insert_segment(db: &Db, video_id: &str, s: &SegmentRow) -> Result<(
     .bind(s.duration_ticks)
     .bind(s.size_bytes)
     .bind(flag(s.discontinuity))
+    .bind(flag(s.independent))
     .execute(&mut *tx)
     .await?;
     sqlx::query(
@@ -379,7 +386,10 @@ pub async fn insert_segment(db: &Db, video_id: &str, s: &SegmentRow) -> Result<(
     tx.commit().await
 }
 
-/// Maps a row of `SELECT seq, init_idx, start_ticks, duration_ticks, size_bytes, discontinuity`.
+const SEGMENT_COLUMNS: &str =
+    "seq, init_idx, start_ticks, duration_ticks, size_bytes, discontinuity, independent";
+
+/// Maps a row of `SELECT {SEGMENT_COLUMNS}`.
 fn segment_from_row(r: &sqlx::any::AnyRow) -> Result<SegmentRow, sqlx::Error> {
     Ok(SegmentRow {
         seq: r.try_get(0)?,
@@ -388,13 +398,14 @@ fn segment_from_row(r: &sqlx::any::AnyRow) -> Result<SegmentRow, sqlx::Error> {
         duration_ticks: r.try_get(3)?,
         size_bytes: r.try_get(4)?,
         discontinuity: r.try_get::<i64, _>(5)? != 0,
+        independent: r.try_get::<i64, _>(6)? != 0,
     })
 }
 
 pub async fn list_segments(db: &Db, video_id: &str) -> Result<Vec<SegmentRow>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT seq, init_idx, start_ticks, duration_ticks, size_bytes, discontinuity FROM stream_segments WHERE video_id = $1 ORDER BY seq",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {SEGMENT_COLUMNS} FROM stream_segments WHERE video_id = $1 ORDER BY seq"
+    ))
     .bind(video_id)
     .fetch_all(db.pool())
     .await?;
@@ -418,10 +429,10 @@ async fn list_segment_range(
     from: i64,
     to: i64,
 ) -> Result<Vec<SegmentRow>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT seq, init_idx, start_ticks, duration_ticks, size_bytes, discontinuity FROM stream_segments \
-         WHERE video_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {SEGMENT_COLUMNS} FROM stream_segments \
+         WHERE video_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq"
+    ))
     .bind(video_id)
     .bind(from)
     .bind(to)

@@ -7,7 +7,13 @@
 
 mod common;
 
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use common::*;
 use platform::Metric;
@@ -18,11 +24,15 @@ const SECONDS: u32 = 8;
 /// Added to every video RTP timestamp: the clock wraps 2 s (180000 ticks) in.
 const VIDEO_TS_SHIFT: u32 = u32::MAX - 180_000 + 1;
 
+/// Publishes `seconds` of ffmpeg RTP with a keyframe every `gop` frames; returns the video id and
+/// every reload of its live media playlist taken while the broadcast ran (every 250 ms).
 async fn broadcast_with_ffmpeg(
     server: &Server,
     ffmpeg: &std::path::Path,
     input_uid: &str,
-) -> String {
+    seconds: u32,
+    gop: u32,
+) -> (String, Vec<String>) {
     let (keyframe, requests) = counting_keyframes();
     let publisher = server
         .service
@@ -30,19 +40,80 @@ async fn broadcast_with_ffmpeg(
         .await
         .expect("broadcast starts");
     let video_id = publisher.video_id.clone();
-    let packets =
-        rtp_source::publish_ffmpeg_rtp(&publisher, ffmpeg, SECONDS, VIDEO_TS_SHIFT, |_, _| {})
-            .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = tokio::spawn({
+        let (client, stop) = (server.client.clone(), stop.clone());
+        let url = format!("{}/stream/{video_id}/manifest/stream.m3u8", server.base);
+        async move {
+            let mut reloads = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                if let Ok(response) = client.get(&url).send().await {
+                    if response.status() == 200 {
+                        reloads.push(response.text().await.unwrap_or_default());
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            reloads
+        }
+    });
+    let packets = rtp_source::publish_ffmpeg_rtp_gop(
+        &publisher,
+        ffmpeg,
+        seconds,
+        gop,
+        VIDEO_TS_SHIFT,
+        |_, _| {},
+    )
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let reloads = poller.await.expect("poller");
     assert!(
         packets[0] > 100 && packets[1] > 100,
         "RTP arrived: {packets:?}"
     );
     assert!(
-        requests.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        requests.load(Ordering::SeqCst) >= 1,
         "a keyframe is requested at the start"
     );
     drop(publisher);
-    video_id
+    (video_id, reloads)
+}
+
+/// RFC 8216 §6.2.1 and §4.3.3.1: every reload of the live playlist and the final VOD one carry
+/// the same EXT-X-TARGETDURATION, and every EXTINF rounded to the nearest integer is at most
+/// that. Returns the value.
+fn assert_constant_target_duration(live: &[String], vod: &str) -> u64 {
+    let parse = |text: &String| {
+        m3u8_rs::parse_media_playlist_res(text.as_bytes())
+            .unwrap_or_else(|e| panic!("media playlist parses ({e:?}): {text}"))
+    };
+    let live: Vec<_> = live.iter().map(parse).collect();
+    let sequences: std::collections::BTreeSet<u64> =
+        live.iter().map(|p| p.media_sequence).collect();
+    assert!(
+        live.len() >= 10 && sequences.len() >= 2,
+        "{} live reloads, media sequences {sequences:?}: the window slid",
+        live.len()
+    );
+    assert!(live.iter().all(|p| !p.end_list));
+    let vod = parse(&vod.to_string());
+    assert!(vod.end_list);
+    let target = live[0].target_duration;
+    for playlist in live.iter().chain([&vod]) {
+        assert_eq!(
+            playlist.target_duration, target,
+            "EXT-X-TARGETDURATION changed"
+        );
+        for segment in &playlist.segments {
+            assert!(
+                (segment.duration.round() as u64) <= target,
+                "EXTINF {} > EXT-X-TARGETDURATION {target}",
+                segment.duration
+            );
+        }
+    }
+    target
 }
 
 async fn wait_until_ready(server: &Server, video_id: &str) -> Value {
@@ -109,10 +180,16 @@ async fn ffmpeg_rtp_broadcast_becomes_valid_hls_and_exact_clips() {
         return;
     };
     for tp in platform::testing::all_backends().await {
-        let server = serve(&tp, StreamConfig::default()).await;
+        // A live window of 2 segments, so the reloads see it slide.
+        let config = StreamConfig {
+            live_window: 2,
+            ..StreamConfig::default()
+        };
+        let server = serve(&tp, config).await;
         let input = server.create_input(automatic_input()).await;
         let input_uid = input["uid"].as_str().unwrap().to_string();
-        let video_id = broadcast_with_ffmpeg(&server, &ffmpeg, &input_uid).await;
+        let (video_id, live_reloads) =
+            broadcast_with_ffmpeg(&server, &ffmpeg, &input_uid, SECONDS, 30).await;
         let video = wait_until_ready(&server, &video_id).await;
         let duration = video["duration"].as_f64().unwrap();
         assert!(
@@ -144,6 +221,8 @@ async fn ffmpeg_rtp_broadcast_becomes_valid_hls_and_exact_clips() {
         assert!(playlist.end_list, "VOD after the broadcast: {media}");
         assert!(media.contains("#EXT-X-MAP:URI=\"../segments/init-0.mp4\""));
         assert!(media.contains("#EXT-X-PROGRAM-DATE-TIME"));
+        assert_eq!(assert_constant_target_duration(&live_reloads, &media), 2);
+        assert!(media.contains("#EXT-X-INDEPENDENT-SEGMENTS"));
         // GOP of 1 s, target 2 s: segments of 2 s (the last may be shorter).
         let durations: Vec<f32> = playlist.segments.iter().map(|s| s.duration).collect();
         assert!(durations.len() >= 3, "{durations:?}");
@@ -424,6 +503,180 @@ async fn ffmpeg_rtp_broadcast_becomes_valid_hls_and_exact_clips() {
             server.client.get(&media_url).send().await.unwrap().status(),
             404
         );
+        server.stop().await;
+    }
+}
+
+async fn get_text(server: &Server, url: &str) -> String {
+    let response = server.client.get(url).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{url}");
+    response.text().await.unwrap()
+}
+
+async fn get_bytes(server: &Server, url: &str) -> bytes::Bytes {
+    let response = server.client.get(url).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{url}");
+    response.bytes().await.unwrap()
+}
+
+/// A publisher whose keyframes come every 2.5 s (and never on request, like ffmpeg) with the
+/// default 2 s target: waiting for keyframes would make 2.5 s segments (EXTINF 3 in a playlist
+/// announcing 2), so the recorder cuts inside GOPs. EXT-X-TARGETDURATION stays 2 on every reload,
+/// the playlist stops claiming EXT-X-INDEPENDENT-SEGMENTS, the recording still decodes cleanly,
+/// and a clip starting in a segment without a keyframe is exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyframes_later_than_the_target_duration_do_not_change_it() {
+    let (Some(ffmpeg), Some(ffprobe)) = (tool("ffmpeg"), tool("ffprobe")) else {
+        return;
+    };
+    for tp in platform::testing::all_backends().await {
+        let config = StreamConfig {
+            live_window: 3,
+            ..StreamConfig::default()
+        };
+        let server = serve(&tp, config).await;
+        let input = server.create_input(automatic_input()).await;
+        let input_uid = input["uid"].as_str().unwrap().to_string();
+        let (video_id, live_reloads) =
+            broadcast_with_ffmpeg(&server, &ffmpeg, &input_uid, 10, 75).await;
+        wait_until_ready(&server, &video_id).await;
+        let media_url = format!("{}/stream/{video_id}/manifest/stream.m3u8", server.base);
+        let media = get_text(&server, &media_url).await;
+        assert_eq!(
+            assert_constant_target_duration(&live_reloads, &media),
+            2,
+            "{}",
+            tp.label
+        );
+        assert!(!media.contains("#EXT-X-INDEPENDENT-SEGMENTS"), "{media}");
+        let playlist = m3u8_rs::parse_media_playlist_res(media.as_bytes()).unwrap();
+
+        // Which segments start with a keyframe, and the whole recording joined.
+        let dir = tempfile::tempdir().unwrap();
+        let init = get_bytes(
+            &server,
+            &format!("{}/stream/{video_id}/segments/init-0.mp4", server.base),
+        )
+        .await;
+        let mut joined = init.to_vec();
+        let mut starts_with_keyframe = Vec::new();
+        for segment in &playlist.segments {
+            let uri = segment.uri.trim_start_matches("../segments/");
+            let data = get_bytes(
+                &server,
+                &format!("{}/stream/{video_id}/segments/{uri}", server.base),
+            )
+            .await;
+            let path = dir.path().join("one.mp4");
+            std::fs::write(&path, [&init[..], &data[..]].concat()).unwrap();
+            let (packets, _) = run(
+                &ffprobe,
+                &[
+                    "-v",
+                    "error",
+                    "-select_streams",
+                    "v:0",
+                    "-show_entries",
+                    "packet=flags",
+                    "-of",
+                    "csv=p=0",
+                    path.to_str().unwrap(),
+                ],
+            );
+            starts_with_keyframe.push(packets.lines().next().is_some_and(|f| f.starts_with('K')));
+            joined.extend_from_slice(&data);
+        }
+        assert!(starts_with_keyframe[0]);
+        assert!(
+            starts_with_keyframe.iter().any(|k| !k),
+            "some segments were cut inside a GOP: {starts_with_keyframe:?}"
+        );
+        let all_path = dir.path().join("all.mp4");
+        std::fs::write(&all_path, &joined).unwrap();
+        let (_, errors) = run(
+            &ffmpeg,
+            &[
+                "-v",
+                "error",
+                "-i",
+                all_path.to_str().unwrap(),
+                "-f",
+                "null",
+                "-",
+            ],
+        );
+        assert!(errors.trim().is_empty(), "decode errors: {errors}");
+        let (_, errors) = run(
+            &ffmpeg,
+            &["-v", "error", "-i", &media_url, "-f", "null", "-"],
+        );
+        assert!(
+            errors.trim().is_empty(),
+            "decode errors over HTTP: {errors}"
+        );
+
+        // A clip from inside a segment that starts without a keyframe: its first frame is the
+        // recording's frame at that time (decoded from the keyframe in an earlier segment).
+        let full = frame_hashes(&ffmpeg, &all_path.to_string_lossy());
+        let mut start = 0.0;
+        let dependent = playlist
+            .segments
+            .iter()
+            .zip(&starts_with_keyframe)
+            .find_map(|(segment, keyframe)| {
+                let found = (!keyframe && segment.duration > 0.3 && start > 0.0).then_some(start);
+                start += f64::from(segment.duration);
+                found
+            })
+            .expect("a segment without a keyframe, longer than 0.3 s");
+        let time = ((dependent + 0.1) * 30.0).round() / 30.0;
+        let clip_url = format!(
+            "{}/stream/{video_id}/clip.mp4?time={time:.4}s&duration=2s",
+            server.base
+        );
+        let clip = get_bytes(&server, &clip_url).await;
+        let clip_path = dir.path().join("clip.mp4");
+        std::fs::write(&clip_path, &clip).unwrap();
+        let (_, errors) = run(
+            &ffmpeg,
+            &[
+                "-v",
+                "error",
+                "-i",
+                clip_path.to_str().unwrap(),
+                "-f",
+                "null",
+                "-",
+            ],
+        );
+        assert!(errors.trim().is_empty(), "clip decode errors: {errors}");
+        let clip_frames = frame_hashes(&ffmpeg, clip_path.to_str().unwrap());
+        assert_eq!(clip_frames.len(), 60, "2 s at 30 fps from {time}");
+        let at = full
+            .iter()
+            .find(|(t, _)| (t - time).abs() < 0.002)
+            .unwrap_or_else(|| panic!("a frame at {time}"));
+        assert_eq!(
+            clip_frames[0].1, at.1,
+            "the clip's first frame is the one at {time} s"
+        );
+        // clip.m3u8 starts at the segment holding that frame's keyframe.
+        let text = get_text(
+            &server,
+            &format!(
+                "{}/stream/{video_id}/manifest/clip.m3u8?time={time:.4}s&duration=2s",
+                server.base
+            ),
+        )
+        .await;
+        let clip_playlist = m3u8_rs::parse_media_playlist_res(text.as_bytes()).unwrap();
+        assert_eq!(clip_playlist.target_duration, 2);
+        let offset = clip_playlist
+            .start
+            .as_ref()
+            .expect("EXT-X-START")
+            .time_offset;
+        assert!(offset > 0.1, "starts before the clip's segment: {text}");
         server.stop().await;
     }
 }

@@ -253,6 +253,7 @@ pub async fn media(
     };
     let text = hls::media_playlist(&MediaInput {
         segments: listed,
+        target_duration: hls::playlist_target_duration(video.target_duration, &segments),
         discontinuities_before,
         started_ms: video.started_ms,
         kind,
@@ -335,6 +336,8 @@ struct ClipRange {
     start: f64,
     duration: f64,
     segments: Vec<SegmentRow>,
+    /// EXT-X-TARGETDURATION of the video's playlists.
+    target_duration: u64,
 }
 
 async fn clip_range(
@@ -374,11 +377,21 @@ async fn clip_range(
             start + duration
         )));
     }
+    let target_duration = hls::playlist_target_duration(video.target_duration, &all);
     let from = (start * 90_000.0) as i64;
     let to = ((start + duration) * 90_000.0).ceil() as i64;
-    let segments: Vec<SegmentRow> = all
-        .into_iter()
-        .filter(|s| s.end_ticks() > from && s.start_ticks < to)
+    let Some(mut first) = all.iter().position(|s| s.end_ticks() > from) else {
+        return Err(ApiError::bad_request("no recorded media in that range"));
+    };
+    // A segment cut inside a GOP decodes only after the segments back to its keyframe (they
+    // share its init: a configuration change always starts at a keyframe).
+    while first > 0 && !all[first].independent && all[first - 1].init_idx == all[first].init_idx {
+        first -= 1;
+    }
+    let segments: Vec<SegmentRow> = all[first..]
+        .iter()
+        .take_while(|s| s.start_ticks < to)
+        .cloned()
         .collect();
     if segments.is_empty() {
         return Err(ApiError::bad_request("no recorded media in that range"));
@@ -388,6 +401,7 @@ async fn clip_range(
         start,
         duration,
         segments,
+        target_duration,
     })
 }
 
@@ -402,6 +416,7 @@ pub async fn clip_playlist(
     let offset = range.start - range.segments[0].start_seconds();
     let text = hls::media_playlist(&MediaInput {
         segments: &range.segments,
+        target_duration: range.target_duration,
         discontinuities_before: 0,
         started_ms: range.video.started_ms,
         kind: Kind::Clip {

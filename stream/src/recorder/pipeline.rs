@@ -56,10 +56,15 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(target_segment_ms: u64) -> Self {
+    /// Segments aim at `target_segment_ms` and never outgrow the playlists' `target_duration`
+    /// (whole seconds, see [`crate::hls::target_duration_for`]).
+    pub fn new(target_segment_ms: u64, target_duration: u64) -> Self {
         Self {
             ingest: Ingest::default(),
-            segmenter: Segmenter::new(target_segment_ms * 90),
+            segmenter: Segmenter::new(
+                target_segment_ms * 90,
+                crate::hls::max_segment_ticks(target_duration),
+            ),
             offset: 0,
             has_audio: false,
         }

@@ -60,6 +60,7 @@ impl SegmentWriter {
             duration_ticks: i64::try_from(segment.duration).unwrap_or(i64::MAX),
             size_bytes: size,
             discontinuity: segment.discontinuity,
+            independent: segment.independent,
         };
         store::insert_segment(&self.platform.db, &self.video_id, &row).await?;
         if self.recorded {

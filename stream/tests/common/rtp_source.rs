@@ -36,6 +36,18 @@ pub async fn publish_ffmpeg_rtp(
     ffmpeg: &Path,
     seconds: u32,
     video_ts_shift: u32,
+    on_video: impl FnMut(&ParsedRtp, Instant),
+) -> [usize; 2] {
+    publish_ffmpeg_rtp_gop(publisher, ffmpeg, seconds, 30, video_ts_shift, on_video).await
+}
+
+/// [`publish_ffmpeg_rtp`] with a keyframe every `gop` frames (and none elsewhere: no scene cuts).
+pub async fn publish_ffmpeg_rtp_gop(
+    publisher: &Publisher,
+    ffmpeg: &Path,
+    seconds: u32,
+    gop: u32,
+    video_ts_shift: u32,
     mut on_video: impl FnMut(&ParsedRtp, Instant),
 ) -> [usize; 2] {
     let (video_rtp, video_rtcp, video_port) = rtp_pair().await;
@@ -64,7 +76,9 @@ pub async fn publish_ffmpeg_rtp(
             "-tune",
             "zerolatency",
             "-g",
-            "30",
+            &gop.to_string(),
+            "-sc_threshold",
+            "0",
             "-bf",
             "0",
             "-pix_fmt",
