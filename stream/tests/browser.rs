@@ -88,6 +88,47 @@ impl BrowserSession {
     }
 }
 
+/// What every test here starts from: the browser tools, its turn at the browser, an embedded
+/// platform and a Stream server on it.
+struct Stage {
+    tools: platform::testing::BrowserTools,
+    server: Server,
+    _platform: platform::testing::TestPlatform,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Stage {
+    /// `None` (skipped, or failed under MEDIAPLANE_TEST_REQUIRE_EXTERNAL=1) when node, Chromium or
+    /// one of the npm `packages` is missing.
+    async fn new(packages: &[&str]) -> Option<Self> {
+        let tools = platform::testing::browser_tools(packages)?;
+        let turn = ONE_BROWSER_AT_A_TIME.lock().await;
+        let tp = platform::testing::embedded().await;
+        let server = serve(&tp, StreamConfig::default()).await;
+        Some(Self {
+            tools,
+            server,
+            _platform: tp,
+            _turn: turn,
+        })
+    }
+
+    /// A new live input and its uid.
+    async fn input(&self, body: Value) -> (Value, String) {
+        let input = self.server.create_input(body).await;
+        let uid = input["uid"].as_str().expect("uid").to_string();
+        (input, uid)
+    }
+
+    async fn browser(&self) -> BrowserSession {
+        BrowserSession::start(&self.tools, &self.server.base).await
+    }
+
+    async fn stop(self) {
+        self.server.stop().await;
+    }
+}
+
 fn input_with(recording_mode: &str, timeout_seconds: u32) -> Value {
     json!({ "meta": { "name": "browser" }, "recording": { "mode": recording_mode, "timeoutSeconds": timeout_seconds } })
 }
@@ -166,22 +207,14 @@ async fn ready_video(server: &Server, input_uid: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_plays_live_hls_with_hlsjs_and_decodes_whep() {
-    let Some(platform::testing::BrowserTools {
-        node,
-        chromium,
-        node_modules: modules,
-    }) = platform::testing::browser_tools(&["playwright-core", "hls.js"])
-    else {
-        return;
-    };
     let Some(whip) = whip_ffmpeg() else {
         return;
     };
-    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
-    let tp = platform::testing::embedded().await;
-    let server = serve(&tp, StreamConfig::default()).await;
-    let input = server.create_input(automatic_input()).await;
-    let uid = input["uid"].as_str().unwrap().to_string();
+    let Some(stage) = Stage::new(&["playwright-core", "hls.js"]).await else {
+        return;
+    };
+    let (server, tools) = (&stage.server, &stage.tools);
+    let (input, uid) = stage.input(automatic_input()).await;
     let mut publish = whip_publish(&whip, &server.whip_url(&input), 40, "error")
         .spawn()
         .expect("ffmpeg starts");
@@ -218,9 +251,9 @@ async fn chromium_plays_live_hls_with_hlsjs_and_decodes_whep() {
     assert!(ready, "the live playlist never had two segments");
 
     let dir = tempfile::tempdir().unwrap();
-    let output = tokio::process::Command::new(node)
+    let output = tokio::process::Command::new(&tools.node)
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser/stream_play.cjs"))
-        .env("NODE_PATH", &modules)
+        .env("NODE_PATH", &tools.node_modules)
         .env("ORIGIN", &server.base)
         .env(
             "PLAYLIST_URL",
@@ -230,9 +263,9 @@ async fn chromium_plays_live_hls_with_hlsjs_and_decodes_whep() {
             "WHEP_URL",
             format!("{}/stream/{uid}/webRTC/play", server.base),
         )
-        .env("HLS_JS", modules.join("hls.js/dist/hls.min.js"))
+        .env("HLS_JS", tools.node_modules.join("hls.js/dist/hls.min.js"))
         .env("USER_DATA_DIR", dir.path().join("chromium"))
-        .env("CHROMIUM", &chromium)
+        .env("CHROMIUM", &tools.chromium)
         .kill_on_drop(true)
         .output()
         .await
@@ -276,7 +309,7 @@ async fn chromium_plays_live_hls_with_hlsjs_and_decodes_whep() {
     assert_eq!(whep["deleteStatus"], 200, "{whep:#}");
 
     let _ = publish.kill().await;
-    server.stop().await;
+    stage.stop().await;
 }
 
 /// Chromium publishes its fake camera and microphone over WHIP with H264 preferred: the recorded
@@ -286,19 +319,16 @@ async fn chromium_plays_live_hls_with_hlsjs_and_decodes_whep() {
 /// publisher's DELETE the input reports disconnected and the recording is finished.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_publishes_fake_camera_h264_over_whip() {
-    let Some(tools) = platform::testing::browser_tools(&["playwright-core"]) else {
-        return;
-    };
     let (Some(ffmpeg), Some(ffprobe)) = (tool("ffmpeg"), tool("ffprobe")) else {
         return;
     };
-    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
-    let tp = platform::testing::embedded().await;
-    let server = serve(&tp, StreamConfig::default()).await;
+    let Some(stage) = Stage::new(&["playwright-core"]).await else {
+        return;
+    };
+    let server = &stage.server;
     // A few seconds of timeout so the disconnected state is observable before finalizing.
-    let input = server.create_input(input_with("automatic", 3)).await;
-    let uid = input["uid"].as_str().unwrap().to_string();
-    let mut browser = BrowserSession::start(&tools, &server.base).await;
+    let (input, uid) = stage.input(input_with("automatic", 3)).await;
+    let mut browser = stage.browser().await;
 
     let published = browser
         .call(json!({"cmd": "publish", "url": server.whip_url(&input), "codecs": "h264"}))
@@ -322,10 +352,10 @@ async fn chromium_publishes_fake_camera_h264_over_whip() {
     assert_eq!(stats["connectionState"], "connected", "{published:#}");
     assert_eq!(stats["video"]["codec"], "video/H264", "{published:#}");
     assert_eq!(stats["audio"]["codec"], "audio/opus", "{published:#}");
-    assert_eq!(input_state(&server, &uid).await, "connected");
+    assert_eq!(input_state(server, &uid).await, "connected");
 
     // Three whole segments of a 2 s target: more keyframes than the one Chromium starts with.
-    let (video_id, playlist) = wait_for_segments(&server, &uid, 3).await;
+    let (video_id, playlist) = wait_for_segments(server, &uid, 3).await;
     let stats = browser.call(json!({"cmd": "stats"})).await;
     assert!(
         stats["video"]["keyFramesEncoded"].as_u64().unwrap_or(0) >= 3
@@ -356,7 +386,7 @@ async fn chromium_publishes_fake_camera_h264_over_whip() {
         streams.contains("codec_name=opus") && streams.contains("sample_rate=48000"),
         "{streams}"
     );
-    let checked = check_listed_segments(&server, &ffmpeg, &ffprobe, &video_id, &playlist).await;
+    let checked = check_listed_segments(server, &ffmpeg, &ffprobe, &video_id, &playlist).await;
     assert!(checked >= 3, "{playlist}");
     for extinf in playlist
         .lines()
@@ -385,8 +415,8 @@ async fn chromium_publishes_fake_camera_h264_over_whip() {
 
     let stopped = browser.call(json!({"cmd": "unpublish"})).await;
     assert_eq!(stopped["deleteStatus"], 200, "{stopped:#}");
-    wait_disconnected(&server, &uid).await;
-    let video = ready_video(&server, &uid).await;
+    wait_disconnected(server, &uid).await;
+    let video = ready_video(server, &uid).await;
     assert_eq!(video["uid"], video_id.as_str());
     assert!(
         video["duration"].as_f64().unwrap_or(0.0) >= 6.0,
@@ -413,7 +443,7 @@ async fn chromium_publishes_fake_camera_h264_over_whip() {
         String::from_utf8_lossy(&out.stderr)
     );
     browser.exit().await;
-    server.stop().await;
+    stage.stop().await;
 }
 
 /// What Chromium's other offers get: its default offer (VP8 listed first, H264 after) is answered
@@ -421,17 +451,13 @@ async fn chromium_publishes_fake_camera_h264_over_whip() {
 /// recording off VP8 is taken and a WHEP viewer decodes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_default_and_vp8_offers() {
-    let Some(tools) = platform::testing::browser_tools(&["playwright-core"]) else {
+    let Some(stage) = Stage::new(&["playwright-core"]).await else {
         return;
     };
-    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
-    let tp = platform::testing::embedded().await;
-    let server = serve(&tp, StreamConfig::default()).await;
-    let recorded = server.create_input(input_with("automatic", 0)).await;
-    let recorded_uid = recorded["uid"].as_str().unwrap().to_string();
-    let unrecorded = server.create_input(input_with("off", 2)).await;
-    let unrecorded_uid = unrecorded["uid"].as_str().unwrap().to_string();
-    let mut browser = BrowserSession::start(&tools, &server.base).await;
+    let server = &stage.server;
+    let (recorded, recorded_uid) = stage.input(input_with("automatic", 0)).await;
+    let (unrecorded, unrecorded_uid) = stage.input(input_with("off", 2)).await;
+    let mut browser = stage.browser().await;
 
     let refused = browser
         .call(json!({"cmd": "publish", "url": server.whip_url(&recorded), "codecs": "vp8"}))
@@ -444,7 +470,7 @@ async fn chromium_default_and_vp8_offers() {
         message.contains("recording needs H264") && message.contains("VP8"),
         "{body:#}"
     );
-    assert!(input_state(&server, &recorded_uid).await.is_null());
+    assert!(input_state(server, &recorded_uid).await.is_null());
 
     let default = browser
         .call(json!({"cmd": "publish", "url": server.whip_url(&recorded), "codecs": "default"}))
@@ -456,17 +482,17 @@ async fn chromium_default_and_vp8_offers() {
         default["stats"]["video"]["codec"], "video/H264",
         "{default:#}"
     );
-    wait_for_segments(&server, &recorded_uid, 1).await;
+    wait_for_segments(server, &recorded_uid, 1).await;
     let stopped = browser.call(json!({"cmd": "unpublish"})).await;
     assert_eq!(stopped["deleteStatus"], 200, "{stopped:#}");
-    ready_video(&server, &recorded_uid).await;
+    ready_video(server, &recorded_uid).await;
 
     let vp8 = browser
         .call(json!({"cmd": "publish", "url": server.whip_url(&unrecorded), "codecs": "vp8"}))
         .await;
     assert_eq!(vp8["status"], 201, "{vp8:#}");
     assert_eq!(vp8["stats"]["video"]["codec"], "video/VP8", "{vp8:#}");
-    assert_eq!(input_state(&server, &unrecorded_uid).await, "connected");
+    assert_eq!(input_state(server, &unrecorded_uid).await, "connected");
     let whep = browser
         .call(json!({"cmd": "whep", "url": format!("{}/stream/{unrecorded_uid}/webRTC/play", server.base), "frames": 40}))
         .await;
@@ -479,26 +505,23 @@ async fn chromium_default_and_vp8_offers() {
     assert_eq!(whep["video"]["frameWidth"], 640, "{whep:#}");
     let stopped = browser.call(json!({"cmd": "unpublish"})).await;
     assert_eq!(stopped["deleteStatus"], 200, "{stopped:#}");
-    wait_disconnected(&server, &unrecorded_uid).await;
+    wait_disconnected(server, &unrecorded_uid).await;
     browser.exit().await;
-    server.stop().await;
+    stage.stop().await;
 }
 
 /// hls.js in Chromium plays a finished recording (VOD playlist with ENDLIST, after the publisher
 /// stopped) to its end: `ended` fires, the whole duration was played and its frames decoded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hlsjs_plays_a_finished_recording_to_the_end() {
-    let Some(tools) = platform::testing::browser_tools(&["playwright-core", "hls.js"]) else {
-        return;
-    };
     let Some(whip) = whip_ffmpeg() else {
         return;
     };
-    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
-    let tp = platform::testing::embedded().await;
-    let server = serve(&tp, StreamConfig::default()).await;
-    let input = server.create_input(automatic_input()).await;
-    let uid = input["uid"].as_str().unwrap().to_string();
+    let Some(stage) = Stage::new(&["playwright-core", "hls.js"]).await else {
+        return;
+    };
+    let server = &stage.server;
+    let (input, uid) = stage.input(automatic_input()).await;
     let out = whip_publish(&whip, &server.whip_url(&input), 8, "error")
         .output()
         .await
@@ -508,7 +531,7 @@ async fn hlsjs_plays_a_finished_recording_to_the_end() {
         "ffmpeg WHIP publish failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let video = ready_video(&server, &uid).await;
+    let video = ready_video(server, &uid).await;
     let video_id = video["uid"].as_str().unwrap().to_string();
     let duration = video["duration"].as_f64().expect("recorded");
     assert!(duration >= 6.0, "{video:#}");
@@ -521,7 +544,7 @@ async fn hlsjs_plays_a_finished_recording_to_the_end() {
         format!("{}/stream/{video_id}/manifest/video.m3u8", server.base)
     );
 
-    let mut browser = BrowserSession::start(&tools, &server.base).await;
+    let mut browser = stage.browser().await;
     let played = browser.call(json!({"cmd": "play_vod", "url": url})).await;
     browser.exit().await;
     assert_eq!(played["supported"], true, "MSE in Chromium");
@@ -555,5 +578,5 @@ async fn hlsjs_plays_a_finished_recording_to_the_end() {
         (played["width"].as_u64(), played["height"].as_u64()),
         (Some(640), Some(360))
     );
-    server.stop().await;
+    stage.stop().await;
 }

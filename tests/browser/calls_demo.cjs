@@ -4,23 +4,13 @@
 // Env: DEMO_URL (the demo page, ?app=<app id>), APP_SECRET (typed into the page's form, never put
 // in a URL), USER_DATA_DIR, CHROMIUM.
 // Prints one JSON line: {publisher, subscriber, samples:[{framesDecoded,...}], codec, logs}.
-const { chromium } = require("playwright-core");
+const { launchChromium } = require("./launch.cjs");
 
 const deadline = (ms) => Date.now() + ms;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 (async () => {
-  const browser = await chromium.launchPersistentContext(process.env.USER_DATA_DIR, {
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-      "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
-      "--autoplay-policy=no-user-gesture-required",
-    ],
-  });
+  const browser = await launchChromium({ webrtc: true, fakeMedia: true, autoplay: true });
   let result = { error: null, console: [] };
   try {
     const open = async () => {

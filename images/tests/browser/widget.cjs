@@ -1,17 +1,10 @@
 // Drives the upload widget demo page in headless Chromium (playwright-core, Debian chromium).
 // Env: DEMO_URL (the demo page with ?key=...), JPEG_PATH (file to upload), USER_DATA_DIR.
 // Prints one JSON line: {maxProgress, events, delivered:{width,height}, progressValue}.
-const { chromium } = require("playwright-core");
+const { launchChromium } = require("../../../tests/browser/launch.cjs");
 
 (async () => {
-  const browser = await chromium.launchPersistentContext(process.env.USER_DATA_DIR, {
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ],
-  });
+  const browser = await launchChromium();
   let result = { error: null };
   try {
     const page = await browser.newPage();

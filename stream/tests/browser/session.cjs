@@ -13,7 +13,7 @@
 //   {cmd:"exit"}
 // Env: ORIGIN (the test page is served under it so requests are same-origin), HLS_JS (path to
 // hls.js's dist/hls.min.js, only for play_vod), USER_DATA_DIR, CHROMIUM.
-const { chromium } = require("playwright-core");
+const { launchChromium } = require("../../../tests/browser/launch.cjs");
 const readline = require("readline");
 
 const PAGE = () => {
@@ -190,17 +190,7 @@ const PAGE = () => {
 };
 
 (async () => {
-  const browser = await chromium.launchPersistentContext(process.env.USER_DATA_DIR, {
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      "--autoplay-policy=no-user-gesture-required",
-      "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-      "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
-    ],
-  });
+  const browser = await launchChromium({ webrtc: true, fakeMedia: true, autoplay: true });
   const page = await browser.newPage();
   const pageUrl = `${process.env.ORIGIN}/__stream_test_page`;
   await page.route(pageUrl, (route) =>

@@ -7,21 +7,12 @@
 // Env: ORIGIN (server origin; the test page is served under it so requests are same-origin),
 // PLAYLIST_URL, WHEP_URL, HLS_JS (path to hls.js's dist/hls.min.js), USER_DATA_DIR, CHROMIUM.
 // Prints one JSON line: {error, hls:{...}, whep:{...}}.
-const { chromium } = require("playwright-core");
+const { launchChromium } = require("../../../tests/browser/launch.cjs");
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 (async () => {
-  const browser = await chromium.launchPersistentContext(process.env.USER_DATA_DIR, {
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      "--autoplay-policy=no-user-gesture-required",
-      "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
-    ],
-  });
+  const browser = await launchChromium({ webrtc: true, autoplay: true });
   const result = { error: null, console: [] };
   try {
     const page = await browser.newPage();
