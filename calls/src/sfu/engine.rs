@@ -4,7 +4,7 @@
 use std::{
     hash::{Hash, Hasher},
     net::{SocketAddr, UdpSocket},
-    sync::{atomic::AtomicBool, mpsc as std_mpsc, Arc, Mutex},
+    sync::{atomic::AtomicBool, Arc, Mutex},
     thread::JoinHandle,
     time::Duration,
 };
@@ -13,7 +13,7 @@ use platform::Meter;
 use tokio::sync::{oneshot, watch};
 
 use super::{
-    net::{self, ShardInput},
+    net::{self, ShardHandle, ShardInput},
     shard::{Shard, ShardConfig},
     shared::{Directory, PeerEntry, Routes},
     types::{Command, Owner, SfuError},
@@ -34,7 +34,7 @@ pub struct EngineConfig {
 }
 
 struct Inner {
-    shards: Vec<std_mpsc::Sender<ShardInput>>,
+    shards: Vec<ShardHandle>,
     directory: Arc<Directory>,
     local_addr: SocketAddr,
     stop: Arc<AtomicBool>,
@@ -69,7 +69,6 @@ impl Engine {
         let mut senders = Vec::new();
         let mut threads = Vec::new();
         for index in 0..workers {
-            let (tx, rx) = std_mpsc::channel();
             let shard_config = ShardConfig {
                 candidate_addr,
                 max_tracks_per_session: config.max_tracks_per_session,
@@ -84,15 +83,16 @@ impl Engine {
                 routes.clone(),
                 directory.clone(),
             );
-            threads.push(net::spawn_shard(
+            let (thread, handle) = net::spawn_shard(
                 shard,
-                rx,
                 socket.clone(),
                 candidate_addr,
+                config.socket_buffer_bytes,
                 meter.clone(),
                 index,
-            )?);
-            senders.push(tx);
+            )?;
+            threads.push(thread);
+            senders.push(handle);
         }
         threads.push(net::spawn_receiver(
             socket,

@@ -3,6 +3,7 @@
 
 pub mod engine;
 pub mod net;
+pub mod paths;
 pub mod rewrite;
 pub mod shard;
 pub mod shared;

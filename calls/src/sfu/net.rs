@@ -15,7 +15,13 @@ use std::{
 use platform::{Meter, Metric};
 use socket2::{Domain, Socket, Type};
 
-use super::{shard::Shard, shared::Routes, types::Command, udp};
+use super::{
+    paths::Paths,
+    shard::Shard,
+    shared::Routes,
+    types::{Command, PathChange},
+    udp,
+};
 
 /// What a shard thread waits for.
 pub enum ShardInput {
@@ -38,6 +44,8 @@ pub fn bind_socket(addr: SocketAddr, buffer_bytes: usize) -> std::io::Result<Udp
     if let Err(e) = socket.set_send_buffer_size(buffer_bytes) {
         tracing::warn!(error = %e, "could not raise SO_SNDBUF");
     }
+    // Shard threads bind connected sockets to the same port (see `paths`).
+    socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
     let socket: UdpSocket = socket.into();
     // Lets the receive thread notice shutdown.
@@ -48,7 +56,7 @@ pub fn bind_socket(addr: SocketAddr, buffer_bytes: usize) -> std::io::Result<Udp
 pub fn spawn_receiver(
     socket: Arc<UdpSocket>,
     routes: Arc<Routes>,
-    shards: Vec<std_mpsc::Sender<ShardInput>>,
+    shards: Vec<ShardHandle>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
@@ -100,17 +108,45 @@ pub fn spawn_receiver(
         })
 }
 
+/// How a shard thread is reached: its inbox, and the waker that interrupts its poll.
+#[derive(Clone)]
+pub struct ShardHandle {
+    inbox: std_mpsc::Sender<ShardInput>,
+    waker: Arc<mio::Waker>,
+}
+
+impl ShardHandle {
+    pub fn send(&self, input: ShardInput) -> Result<(), std_mpsc::SendError<ShardInput>> {
+        self.inbox.send(input)?;
+        // A failed wake only delays the input to the shard's next timer (at most 100 ms).
+        let _ = self.waker.wake();
+        Ok(())
+    }
+}
+
+const WAKER: mio::Token = mio::Token(0);
+
+/// Starts a shard thread. It waits on its inbox (through a waker) and on the connected sockets
+/// of its peers' paths ([`Paths`]) at once, so datagrams on an open path are read and handled
+/// on this thread with no hand-off.
 pub fn spawn_shard(
     mut shard: Shard,
-    inbox: std_mpsc::Receiver<ShardInput>,
     socket: Arc<UdpSocket>,
     local_addr: SocketAddr,
+    socket_buffer_bytes: usize,
     meter: Meter,
     index: usize,
-) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
+) -> std::io::Result<(JoinHandle<()>, ShardHandle)> {
+    let mut poll = mio::Poll::new()?;
+    let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
+    let (tx, inbox) = std_mpsc::channel();
+    let bound = socket.local_addr()?;
+    let thread = std::thread::Builder::new()
         .name(format!("calls-shard-{index}"))
         .spawn(move || {
+            let mut paths = Paths::new(bound, socket_buffer_bytes, WAKER.0 + 1);
+            let mut events = mio::Events::with_capacity(256);
+            let mut batch = udp::RecvBatch::new();
             let mut last_flush = Instant::now();
             let mut out = Vec::new();
             loop {
@@ -121,17 +157,30 @@ pub fn spawn_shard(
                         t.saturating_duration_since(now)
                     })
                     .min(Duration::from_millis(100));
+                if let Err(e) = poll.poll(&mut events, Some(wait)) {
+                    if e.kind() != std::io::ErrorKind::Interrupted {
+                        tracing::error!(error = %e, shard = index, "poll failed");
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    continue;
+                }
+                let now = Instant::now();
+                for event in events.iter() {
+                    if let Some(path) = paths.socket(event.token()) {
+                        read_path(&mut shard, path, &mut batch, now, local_addr);
+                    }
+                }
+                // Wake-ups can coalesce: look at the inbox every round, not only on WAKER.
                 let mut stop = false;
-                match inbox.recv_timeout(wait) {
-                    Ok(input) => {
-                        stop |= handle(&mut shard, input, local_addr);
-                        // Batch whatever else is already queued before timers and sends.
-                        while let Ok(input) = inbox.try_recv() {
-                            stop |= handle(&mut shard, input, local_addr);
+                loop {
+                    match inbox.try_recv() {
+                        Ok(input) => stop |= handle(&mut shard, input, local_addr),
+                        Err(std_mpsc::TryRecvError::Empty) => break,
+                        Err(std_mpsc::TryRecvError::Disconnected) => {
+                            stop = true;
+                            break;
                         }
                     }
-                    Err(std_mpsc::RecvTimeoutError::Timeout) => {}
-                    Err(std_mpsc::RecvTimeoutError::Disconnected) => stop = true,
                 }
                 if stop {
                     shard.close_all(Instant::now());
@@ -143,10 +192,12 @@ pub fn spawn_shard(
                     shard.handle_timeout(now);
                 }
                 send_all(&mut shard, &socket, &mut out);
+                update_paths(&mut shard, &mut paths, poll.registry(), index);
                 if now.saturating_duration_since(last_flush) >= USAGE_FLUSH {
                     last_flush = now;
                     if shard.reap_idle(now) > 0 {
                         send_all(&mut shard, &socket, &mut out);
+                        update_paths(&mut shard, &mut paths, poll.registry(), index);
                     }
                     for (account, bytes) in shard.take_usage() {
                         meter.record(&account, Metric::CallsEgressBytes, bytes as f64);
@@ -157,13 +208,58 @@ pub fn spawn_shard(
                         .increment(shard.take_egress_bytes());
                     metrics::gauge!("calls_peers", "shard" => index.to_string())
                         .set(shard.peer_count() as f64);
+                    metrics::gauge!("calls_connected_paths", "shard" => index.to_string())
+                        .set(paths.len() as f64);
                 }
             }
             for (account, bytes) in shard.take_usage() {
                 meter.record(&account, Metric::CallsEgressBytes, bytes as f64);
             }
             metrics::counter!("calls_egress_bytes_total").increment(shard.take_egress_bytes());
-        })
+        })?;
+    Ok((thread, ShardHandle { inbox: tx, waker }))
+}
+
+/// Reads a path's socket until it is empty (the poller is edge-triggered) and feeds the shard.
+fn read_path(
+    shard: &mut Shard,
+    path: &UdpSocket,
+    batch: &mut udp::RecvBatch,
+    now: Instant,
+    local_addr: SocketAddr,
+) {
+    // A socket error (an ICMP "unreachable" for a connected socket, after the peer went away)
+    // is reported once, by the read that consumes it; datagrams may still be queued behind it.
+    let mut errors = 0;
+    loop {
+        match batch.recv(path) {
+            Ok(n) => {
+                metrics::counter!("calls_ingress_datagrams_total").increment(n as u64);
+                shard.handle_datagrams(now, local_addr, (0..n).filter_map(|i| batch.get(i)));
+                // Fewer than a full batch: the queue was empty when the kernel stopped copying.
+                if n < udp::BATCH {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(_) if errors < 4 => errors += 1,
+            Err(_) => return,
+        }
+    }
+}
+
+/// Opens and closes connected sockets as the shard's peers gain and lose remote addresses.
+fn update_paths(shard: &mut Shard, paths: &mut Paths, registry: &mio::Registry, index: usize) {
+    for change in shard.take_path_changes() {
+        match change {
+            PathChange::Opened(remote) => {
+                if let Err(e) = paths.open(registry, remote) {
+                    tracing::debug!(error = %e, %remote, shard = index, "path not opened; the listening socket serves it");
+                }
+            }
+            PathChange::Closed(remote) => paths.close(registry, remote),
+        }
+    }
 }
 
 /// Sends everything the shard produced since the last call, batched (`sendmmsg`).
@@ -183,9 +279,7 @@ fn handle(shard: &mut Shard, input: ShardInput, local_addr: SocketAddr) -> bool 
     let now = Instant::now();
     match input {
         ShardInput::Datagrams(datagrams) => {
-            for (source, data) in datagrams {
-                shard.handle_datagram(now, source, local_addr, &data);
-            }
+            shard.handle_datagrams(now, local_addr, datagrams.iter().map(|(s, d)| (*s, &d[..])));
         }
         ShardInput::Command(c) => shard.handle_command(now, c),
         ShardInput::Stop => return true,

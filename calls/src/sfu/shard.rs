@@ -32,6 +32,10 @@ use super::{
 };
 use crate::media::{Codec, PeerState, TapEvent, TapPacket};
 
+/// Remote addresses per peer reported as [`PathChange::Opened`]; later ones are served through
+/// the shared socket only.
+pub const PATHS_PER_PEER: usize = 4;
+
 /// Knobs of a shard, from the service config.
 #[derive(Debug, Clone)]
 pub struct ShardConfig {
@@ -106,11 +110,15 @@ impl Peer {
     }
 }
 
+/// An event of the peer being drained that needs the rest of the shard. The peer is implied
+/// (see [`Shard::drain_peer`]): no id is copied per packet. Not boxed: a packet's work item
+/// lives only until the peer's drain ends, and a box would cost an allocation per packet.
+#[allow(clippy::large_enum_variant)]
 enum Work {
-    Rtp(String, Box<RtpPacket>),
-    Keyframe(String, Mid, KeyframeRequestKind),
-    Channel(String, ChannelId, bool, Vec<u8>),
-    SenderReport(String, Mid, u64, u32),
+    Rtp(RtpPacket),
+    Keyframe(Mid, KeyframeRequestKind),
+    Channel(ChannelId, bool, Vec<u8>),
+    SenderReport(Mid, u64, u32),
 }
 
 pub struct Shard {
@@ -125,6 +133,9 @@ pub struct Shard {
     /// (publisher session, channel name) → subscribers' (session, channel).
     channel_subs: HashMap<(String, String), Vec<(String, ChannelId)>>,
     addr_cache: HashMap<SocketAddr, String>,
+    /// Remote addresses that began or stopped carrying a peer's traffic, for the shell (which
+    /// gives each a connected socket: see `net.rs`).
+    path_changes: Vec<PathChange>,
     transmits: Vec<(SocketAddr, Vec<u8>)>,
     usage: HashMap<String, u64>,
     /// Totals since the last take, for Prometheus: counting per datagram through the `metrics`
@@ -177,6 +188,7 @@ impl Shard {
             by_name: HashMap::new(),
             channel_subs: HashMap::new(),
             addr_cache: HashMap::new(),
+            path_changes: Vec::new(),
             transmits: Vec::new(),
             usage: HashMap::new(),
             egress_bytes: 0,
@@ -187,6 +199,11 @@ impl Shard {
     /// Datagrams to send, as (destination, bytes).
     pub fn take_transmits(&mut self) -> std::vec::Drain<'_, (SocketAddr, Vec<u8>)> {
         self.transmits.drain(..)
+    }
+
+    /// Remote addresses that began or stopped belonging to one of this shard's peers.
+    pub fn take_path_changes(&mut self) -> std::vec::Drain<'_, PathChange> {
+        self.path_changes.drain(..)
     }
 
     /// Egress bytes per account since the last call.
@@ -337,6 +354,11 @@ impl Shard {
         if !peer.addrs.contains(&source) {
             peer.addrs.push(source);
             self.addr_cache.insert(source, owner.clone());
+            // Candidate pairs that ICE tries and drops also show up here; the first few are
+            // enough to cover the one that carries the media.
+            if peer.addrs.len() <= PATHS_PER_PEER {
+                self.path_changes.push(PathChange::Opened(source));
+            }
         }
         if let Err(e) = peer.rtc.handle_input(input) {
             tracing::debug!(peer = %owner, error = %e, "datagram rejected");
@@ -541,6 +563,12 @@ impl Shard {
         for addr in &peer.addrs {
             self.addr_cache.remove(addr);
         }
+        self.path_changes.extend(
+            peer.addrs
+                .iter()
+                .take(PATHS_PER_PEER)
+                .map(|a| PathChange::Closed(*a)),
+        );
         self.routes.remove_peer(&peer.ufrag, &peer.addrs);
         self.directory.remove_peer(id);
         let _ = peer.state.send(PeerState::Closed);
@@ -596,7 +624,7 @@ impl Shard {
         let mut work = Vec::new();
         self.poll_peer(now, id, &mut work);
         for w in work {
-            self.apply(now, w, touched);
+            self.apply(now, id, w, touched);
         }
     }
 
@@ -645,17 +673,10 @@ impl Shard {
                         peer.idle_since = None;
                         let _ = peer.state.send(PeerState::Connected);
                     }
-                    Event::RtpPacket(packet) => {
-                        work.push(Work::Rtp(id.to_owned(), Box::new(packet)))
-                    }
-                    Event::KeyframeRequest(r) => {
-                        work.push(Work::Keyframe(id.to_owned(), r.mid, r.kind))
-                    }
-                    Event::ChannelData(d) => {
-                        work.push(Work::Channel(id.to_owned(), d.id, d.binary, d.data))
-                    }
+                    Event::RtpPacket(packet) => work.push(Work::Rtp(packet)),
+                    Event::KeyframeRequest(r) => work.push(Work::Keyframe(r.mid, r.kind)),
+                    Event::ChannelData(d) => work.push(Work::Channel(d.id, d.binary, d.data)),
                     Event::SenderFeedback(f) => work.push(Work::SenderReport(
-                        id.to_owned(),
                         f.mid,
                         ntp64(f.sender_info.ntp_time),
                         f.sender_info.rtp_time.numer() as u32,
@@ -682,13 +703,14 @@ impl Shard {
         }
     }
 
-    fn apply(&mut self, now: Instant, work: Work, touched: &mut Vec<String>) {
+    /// Applies one event of peer `id`.
+    fn apply(&mut self, now: Instant, id: &str, work: Work, touched: &mut Vec<String>) {
         match work {
-            Work::Rtp(publisher, packet) => self.forward(now, &publisher, *packet, touched),
-            Work::Keyframe(subscriber, mid, kind) => {
+            Work::Rtp(packet) => self.forward(now, id, packet, touched),
+            Work::Keyframe(mid, kind) => {
                 let track = self
                     .peers
-                    .get(&subscriber)
+                    .get(id)
                     .and_then(|p| p.legs.get(&mid))
                     .map(|l| l.track.clone());
                 if let Some(track) = track {
@@ -697,10 +719,10 @@ impl Shard {
                     }
                 }
             }
-            Work::Channel(publisher, channel, binary, data) => {
+            Work::Channel(channel, binary, data) => {
                 let name = self
                     .peers
-                    .get(&publisher)
+                    .get(id)
                     .and_then(|p| {
                         p.channels
                             .iter()
@@ -710,7 +732,7 @@ impl Shard {
                 let Some(name) = name else { return };
                 let subs = self
                     .channel_subs
-                    .get(&(publisher, name))
+                    .get(&(id.to_owned(), name))
                     .cloned()
                     .unwrap_or_default();
                 for (sub, sub_channel) in subs {
@@ -726,10 +748,10 @@ impl Shard {
                     }
                 }
             }
-            Work::SenderReport(publisher, mid, ntp_time, rtp_time) => {
+            Work::SenderReport(mid, ntp_time, rtp_time) => {
                 let track = self
                     .peers
-                    .get(&publisher)
+                    .get(id)
                     .and_then(|p| p.published.get(&mid))
                     .cloned();
                 if let Some(t) = track.and_then(|t| self.tracks.get_mut(&t)) {
@@ -791,9 +813,9 @@ impl Shard {
         ext.rid_repair = None;
         ext.transport_cc = None;
         let in_seq: u64 = *packet.seq_no;
-        let last = track.subscribers.len().saturating_sub(1);
-        let mut payload = packet.payload;
-        for (i, (sub, sub_mid)) in track.subscribers.iter().enumerate() {
+        // Shared: every leg's write holds a reference, none copies it.
+        let payload = packet.payload;
+        for (sub, sub_mid) in &track.subscribers {
             let Some(sp) = self.peers.get_mut(sub) else {
                 continue;
             };
@@ -821,20 +843,23 @@ impl Shard {
             let Some(tx) = api.stream_tx_by_mid(*sub_mid, None) else {
                 continue;
             };
-            // The last leg takes the payload itself: one copy fewer per packet.
-            let body = if i == last {
-                std::mem::take(&mut payload)
-            } else {
-                payload.clone()
-            };
             tx.write_rtp(
-                RtpWrite::new(out_pt, SeqNo::from(seq), ts, packet.timestamp, body)
-                    .marker(packet.header.marker)
-                    .ext_vals(ext.clone())
-                    .nackable(nackable),
+                RtpWrite::new(
+                    out_pt,
+                    SeqNo::from(seq),
+                    ts,
+                    packet.timestamp,
+                    payload.clone(),
+                )
+                .marker(packet.header.marker)
+                .ext_vals(ext.clone())
+                .nackable(nackable),
             );
             self.forwarded_packets += 1;
-            touched.push(sub.clone());
+            // A batch forwards many packets to the same subscribers: one entry each.
+            if !touched.contains(sub) {
+                touched.push(sub.clone());
+            }
         }
     }
 

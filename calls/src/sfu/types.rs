@@ -159,6 +159,13 @@ pub struct PublishedInfo {
 
 pub type Reply<T> = oneshot::Sender<Result<T, SfuError>>;
 
+/// A remote address that began (`Opened`) or stopped (`Closed`) carrying one peer's traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathChange {
+    Opened(std::net::SocketAddr),
+    Closed(std::net::SocketAddr),
+}
+
 /// A request to a shard. Each carries its reply channel.
 pub enum Command {
     CreatePeer {
