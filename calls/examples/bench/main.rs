@@ -19,7 +19,8 @@
 //! the kernel's part of it, "sys"), CPU µs per delivered packet and delivered packets per CPU-second ("per core"); the last column is
 //! the SFU's per-core rate as a fraction of the relay's.
 
-#[path = "../tests/common/mod.rs"]
+mod clients;
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::{
@@ -32,9 +33,9 @@ use std::{
 };
 
 use calls::sfu::udp;
-use common::peer::{self, Peer, VP8_PT};
+use clients::{Publisher, Subscriber};
+use common::peer::{self, Peer};
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
-use webrtc::media_stream::track_local::TrackLocal;
 
 struct Args {
     connect_iters: usize,
@@ -244,125 +245,121 @@ async fn offer_to_connected(
     );
 }
 
-/// Offers `rate` packets/s for `secs` in 10 ms bursts to `send`; returns how many it took.
-async fn paced(rate: u64, secs: u64, mut send: impl FnMut() -> bool) -> u64 {
-    let per_tick = (rate / 100).max(1);
-    let mut tick = tokio::time::interval(Duration::from_millis(10));
-    let mut sent = 0;
-    for _ in 0..secs * 100 {
-        tick.tick().await;
-        for _ in 0..per_tick {
-            sent += u64::from(send());
-        }
-    }
-    sent
-}
-
 struct SfuRig {
-    track: Arc<webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP>,
+    publisher: Option<Publisher>,
     received: Arc<AtomicU64>,
-    peers: Vec<Arc<Peer>>,
-    seq: u32,
+    /// Held for their threads: dropping the rig stops them.
+    _subscribers: Vec<Subscriber>,
 }
 
 async fn sfu_rig(server: &common::Server, app: &(String, String), fanout: usize) -> SfuRig {
-    let publisher = Arc::new(Peer::new().await);
-    let track = publisher
-        .add_track(RtpCodecKind::Video, peer::vp8(), 0xBE)
-        .await;
+    let (mut publisher, offer, mid) = Publisher::new();
     let pub_session = server.new_session(app).await;
-    server.push(app, &pub_session, &publisher, &["v"]).await;
-    publisher.wait_connected().await;
+    let (status, body) = server
+        .v1(
+            reqwest::Method::POST,
+            app,
+            &format!("sessions/{pub_session}/tracks/new"),
+            Some(serde_json::json!({
+                "sessionDescription": {"type": "offer", "sdp": offer},
+                "tracks": [{"location": "local", "trackName": "v", "mid": mid}],
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    publisher.accept_answer(body["sessionDescription"]["sdp"].as_str().expect("answer"));
+    let publisher = tokio::task::spawn_blocking(move || {
+        publisher.connect(Duration::from_secs(10));
+        publisher
+    })
+    .await
+    .expect("publisher thread");
     let received = Arc::new(AtomicU64::new(0));
-    let mut peers = vec![publisher];
+    let mut subscribers = Vec::new();
     for _ in 0..fanout {
-        let sub = Arc::new(Peer::new().await);
         let session = server.new_session(app).await;
-        server
-            .pull(app, &session, &sub, &[(&pub_session, "v")])
+        let (status, body) = server
+            .v1(
+                reqwest::Method::POST,
+                app,
+                &format!("sessions/{session}/tracks/new"),
+                Some(serde_json::json!({
+                    "tracks": [{"location": "remote", "sessionId": pub_session, "trackName": "v"}],
+                })),
+            )
             .await;
-        sub.wait_connected().await;
-        let (sub2, count) = (sub.clone(), received.clone());
-        tokio::spawn(async move {
-            let mut rx = sub2.received.lock().await;
-            while rx.recv().await.is_some() {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-        });
-        peers.push(sub);
+        assert_eq!(status, 200, "{body}");
+        let offer = body["sessionDescription"]["sdp"].as_str().expect("offer");
+        let (subscriber, answer) = Subscriber::start(offer, received.clone());
+        let (status, body) = server
+            .v1(
+                reqwest::Method::PUT,
+                app,
+                &format!("sessions/{session}/renegotiate"),
+                Some(serde_json::json!({"sessionDescription": {"type": "answer", "sdp": answer}})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !subscriber.is_connected() {
+            assert!(Instant::now() < deadline, "subscriber did not connect");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        subscribers.push(subscriber);
     }
     SfuRig {
-        track,
+        publisher: Some(publisher),
         received,
-        peers,
-        seq: 0,
+        _subscribers: subscribers,
     }
 }
 
-async fn sfu_step(rig: &mut SfuRig, fanout: usize, rate: u64, secs: u64, payload: usize) -> Row {
+/// One SFU row; also returns the size of the publisher's media datagrams, for the relay's row.
+async fn sfu_step(
+    rig: &mut SfuRig,
+    fanout: usize,
+    rate: u64,
+    secs: u64,
+    payload: usize,
+) -> (Row, usize) {
     // Let the previous step drain, then measure.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let threads = ["calls-udp-rx", "calls-shard"];
     let before = (rig.received.load(Ordering::Relaxed), thread_cpu(&threads));
     let start = Instant::now();
-    let base = rig.seq;
-    let track = rig.track.clone();
-    let body = bytes::Bytes::from(vec![0x5Au8; payload]);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<u32>(4096);
-    let writer = tokio::spawn(async move {
-        while let Some(n) = rx.recv().await {
-            let p = rtc::rtp::packet::Packet {
-                header: rtc::rtp::header::Header {
-                    version: 2,
-                    payload_type: VP8_PT,
-                    sequence_number: n as u16,
-                    timestamp: n.wrapping_mul(90),
-                    ssrc: 0xBE,
-                    marker: n % 10 == 9,
-                    ..Default::default()
-                },
-                payload: body.clone(),
-            };
-            if track.write_rtp(p).await.is_err() {
-                break;
-            }
-        }
-    });
-    // A full queue means the client cannot write faster: that packet is not offered.
-    let mut next = base;
-    let sent = paced(rate, secs, || {
-        let ok = tx.try_send(next).is_ok();
-        next = next.wrapping_add(u32::from(ok));
-        ok
+    let mut publisher = rig.publisher.take().expect("publisher");
+    let (publisher, sent, size) = tokio::task::spawn_blocking(move || {
+        let body = vec![0x5Au8; payload];
+        let (sent, size) = clients::send_paced(rate, secs, &mut (&mut publisher, &body[..]));
+        (publisher, sent, size)
     })
-    .await;
-    drop(tx);
-    let _ = writer.await;
-    rig.seq = base + sent as u32;
+    .await
+    .expect("publisher thread");
+    rig.publisher = Some(publisher);
     // Packets in flight when sending stopped still count (and cost CPU).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let elapsed = start.elapsed();
     let delivered = rig.received.load(Ordering::Relaxed) - before.0;
-    Row::new(
+    let row = Row::new(
         sent,
         fanout,
         delivered,
         elapsed,
         thread_cpu(&threads) - before.1,
-    )
+    );
+    (row, size)
 }
 
 /// A bare relay: one thread, `recvmmsg` up to a batch, then one `sendmmsg` of every datagram
 /// to each of `fanout` receivers — the same batched calls (`calls::sfu::udp`) the SFU uses.
-/// The receivers are tokio sockets on the runtime the webrtc-rs clients use: on loopback the
-/// sender's thread pays for delivering each datagram, including waking its receiver, so both
-/// sides of the comparison must deliver to the same kind of receiver.
+/// Its receivers are [`clients::sink`]s, the same blocking socket loop as the SFU's subscribers:
+/// on loopback the sender's thread pays for delivering each datagram, including waking its
+/// receiver, so both sides must deliver to the same kind of receiver.
 struct Relay {
     stop: Arc<AtomicBool>,
     received: Arc<AtomicU64>,
     input: SocketAddr,
     threads: Vec<std::thread::JoinHandle<()>>,
-    sinks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 fn relay(fanout: usize) -> Relay {
@@ -370,20 +367,10 @@ fn relay(fanout: usize) -> Relay {
     let received = Arc::new(AtomicU64::new(0));
     let mut threads = Vec::new();
     let mut outs = Vec::new();
-    let mut sinks = Vec::new();
     for _ in 0..fanout {
-        let sock = calls::sfu::net::bind_socket("127.0.0.1:0".parse().expect("addr"), 4 << 20)
-            .expect("bind receiver");
-        outs.push(sock.local_addr().expect("addr"));
-        sock.set_nonblocking(true).expect("nonblocking");
-        let sock = tokio::net::UdpSocket::from_std(sock).expect("tokio socket");
-        let count = received.clone();
-        sinks.push(tokio::spawn(async move {
-            let mut buf = vec![0u8; 2048];
-            while sock.recv_from(&mut buf).await.is_ok() {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
+        let (addr, thread) = clients::sink(received.clone(), stop.clone());
+        outs.push(addr);
+        threads.push(thread);
     }
     let sock = calls::sfu::net::bind_socket("127.0.0.1:0".parse().expect("addr"), 4 << 20)
         .expect("bind relay");
@@ -414,37 +401,22 @@ fn relay(fanout: usize) -> Relay {
         received,
         input,
         threads,
-        sinks,
     }
 }
 
-async fn relay_step(r: &Relay, fanout: usize, rate: u64, secs: u64, payload: usize) -> Row {
+/// One relay row: the same pacing and datagram size as the SFU's publisher (see `publisher`).
+async fn relay_step(r: &Relay, fanout: usize, rate: u64, secs: u64, size: usize) -> Row {
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let sender = tokio::net::UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("bind sender");
-    let datagram = vec![0x5Au8; payload + 12];
+    let mut source = clients::Copies::new(r.input, size);
     let before = (
         r.received.load(Ordering::Relaxed),
         thread_cpu(&["bare-relay"]),
     );
     let start = Instant::now();
-    // The same shape of path as the SFU's publisher: the pacer queues, a writer task sends one
-    // datagram per await. It is still quicker than webrtc-rs's SRTP pipeline, so the relay gets
-    // larger receive batches than the SFU (~20 vs ~3.5 datagrams per recvmmsg, counted with
-    // perf's syscall tracepoints): the comparison favours the relay.
-    let input = r.input;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(4096);
-    let writer = tokio::spawn(async move {
-        while rx.recv().await.is_some() {
-            if sender.send_to(&datagram, input).await.is_err() {
-                break;
-            }
-        }
-    });
-    let sent = paced(rate, secs, || tx.try_send(()).is_ok()).await;
-    drop(tx);
-    let _ = writer.await;
+    let (sent, _) =
+        tokio::task::spawn_blocking(move || clients::send_paced(rate, secs, &mut source))
+            .await
+            .expect("sender thread");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let elapsed = start.elapsed();
     let delivered = r.received.load(Ordering::Relaxed) - before.0;
@@ -509,8 +481,8 @@ async fn run(args: Args) {
         let mut rig = sfu_rig(&server, &app, fanout).await;
         let bare = relay(fanout);
         for &rate in &args.rates {
-            let s = sfu_step(&mut rig, fanout, rate, args.secs, args.payload).await;
-            let r = relay_step(&bare, fanout, rate, args.secs, args.payload).await;
+            let (s, size) = sfu_step(&mut rig, fanout, rate, args.secs, args.payload).await;
+            let r = relay_step(&bare, fanout, rate, args.secs, size).await;
             println!(
                 "{:>4} {:>7} | {:>9.0} {:>9.0} {:>4.0}% {:>3.0}% {:>7.1} {:>9.0} | {:>9.0} {:>9.0} {:>4.0}% {:>3.0}% {:>7.1} {:>9.0} | {:>5.2}",
                 fanout,
@@ -534,12 +506,7 @@ async fn run(args: Args) {
         for t in bare.threads {
             let _ = t.join();
         }
-        for sink in bare.sinks {
-            sink.abort();
-        }
-        for p in &rig.peers {
-            p.close().await;
-        }
+        drop(rig);
     }
     server.calls.shutdown().await;
 }
