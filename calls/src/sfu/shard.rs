@@ -487,6 +487,7 @@ impl Shard {
             .set_ice_lite(true)
             .set_rtp_mode(true)
             .set_dtls_cert(self.cert.clone())
+            .set_crypto_provider(super::dtls::crypto_provider())
             .set_stats_interval(Some(Duration::from_secs(1)))
             .build(now);
         let candidate = Candidate::host(self.config.candidate_addr, "udp")
