@@ -348,30 +348,7 @@ async fn ffmpeg_rtp_broadcast_becomes_valid_hls_and_exact_clips() {
         );
         let clip = response.bytes().await.unwrap();
         let clip_path = dir.path().join("clip.mp4");
-        std::fs::write(&clip_path, &clip).unwrap();
-        let (_, errors) = run(
-            &ffmpeg,
-            &[
-                "-v",
-                "error",
-                "-i",
-                clip_path.to_str().unwrap(),
-                "-f",
-                "null",
-                "-",
-            ],
-        );
-        assert!(errors.trim().is_empty(), "clip decode errors: {errors}");
-        let clip_frames = frame_hashes(&ffmpeg, clip_path.to_str().unwrap());
-        assert_eq!(clip_frames.len(), 60, "2 s at 30 fps");
-        let at = full
-            .iter()
-            .find(|(t, _)| (t - 3.5).abs() < 0.001)
-            .expect("a frame at 3.5 s");
-        assert_eq!(
-            clip_frames[0].1, at.1,
-            "the clip's first frame is the one at 3.5 s"
-        );
+        let clip_frames = check_clip(&ffmpeg, &clip_path, &clip, &full, 3.5);
         let keyframe = full.iter().find(|(t, _)| (t - 3.0).abs() < 0.001).unwrap();
         assert_ne!(clip_frames[0].1, keyframe.1);
         let (format, _) = run(
@@ -507,6 +484,32 @@ async fn ffmpeg_rtp_broadcast_becomes_valid_hls_and_exact_clips() {
     }
 }
 
+/// Writes a 2 s `clip` to `path`, checks it decodes cleanly into 60 frames (30 fps) and that
+/// its first frame is the recording's frame at `time` (from `full`'s hashes); returns its frames.
+fn check_clip(
+    ffmpeg: &std::path::Path,
+    path: &std::path::Path,
+    clip: &[u8],
+    full: &[(f64, String)],
+    time: f64,
+) -> Vec<(f64, String)> {
+    std::fs::write(path, clip).unwrap();
+    let input = path.to_str().unwrap();
+    let (_, errors) = run(ffmpeg, &["-v", "error", "-i", input, "-f", "null", "-"]);
+    assert!(errors.trim().is_empty(), "clip decode errors: {errors}");
+    let clip_frames = frame_hashes(ffmpeg, input);
+    assert_eq!(clip_frames.len(), 60, "2 s at 30 fps from {time}");
+    let at = full
+        .iter()
+        .find(|(t, _)| (t - time).abs() < 0.002)
+        .unwrap_or_else(|| panic!("a frame at {time}"));
+    assert_eq!(
+        clip_frames[0].1, at.1,
+        "the clip's first frame is the one at {time} s"
+    );
+    clip_frames
+}
+
 async fn get_text(server: &Server, url: &str) -> String {
     let response = server.client.get(url).send().await.unwrap();
     assert_eq!(response.status(), 200, "{url}");
@@ -636,30 +639,7 @@ async fn keyframes_later_than_the_target_duration_do_not_change_it() {
         );
         let clip = get_bytes(&server, &clip_url).await;
         let clip_path = dir.path().join("clip.mp4");
-        std::fs::write(&clip_path, &clip).unwrap();
-        let (_, errors) = run(
-            &ffmpeg,
-            &[
-                "-v",
-                "error",
-                "-i",
-                clip_path.to_str().unwrap(),
-                "-f",
-                "null",
-                "-",
-            ],
-        );
-        assert!(errors.trim().is_empty(), "clip decode errors: {errors}");
-        let clip_frames = frame_hashes(&ffmpeg, clip_path.to_str().unwrap());
-        assert_eq!(clip_frames.len(), 60, "2 s at 30 fps from {time}");
-        let at = full
-            .iter()
-            .find(|(t, _)| (t - time).abs() < 0.002)
-            .unwrap_or_else(|| panic!("a frame at {time}"));
-        assert_eq!(
-            clip_frames[0].1, at.1,
-            "the clip's first frame is the one at {time} s"
-        );
+        check_clip(&ffmpeg, &clip_path, &clip, &full, time);
         // clip.m3u8 starts at the segment holding that frame's keyframe.
         let text = get_text(
             &server,

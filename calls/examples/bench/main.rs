@@ -213,21 +213,8 @@ async fn offer_to_connected(
         let offer = client.offer().await;
         let mids = peer::mids(&offer);
         let start = Instant::now();
-        let (status, body) = server
-            .v1(
-                reqwest::Method::POST,
-                app,
-                &format!("sessions/{session}/tracks/new"),
-                Some(serde_json::json!({
-                    "sessionDescription": {"type": "offer", "sdp": offer},
-                    "tracks": [{"location": "local", "trackName": "v", "mid": mids[0].1}],
-                })),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        client
-            .set_answer(body["sessionDescription"]["sdp"].as_str().expect("answer"))
-            .await;
+        let answer = push_track(server, app, &session, &offer, &mids[0].1).await;
+        client.set_answer(&answer).await;
         client.wait_connected().await;
         times.push(start.elapsed());
         client.close().await;
@@ -245,6 +232,32 @@ async fn offer_to_connected(
     );
 }
 
+/// Publishes the track of `mid` in `offer` as "v" through `tracks/new`; returns the answer.
+async fn push_track(
+    server: &common::Server,
+    app: &(String, String),
+    session: &str,
+    offer: &str,
+    mid: &str,
+) -> String {
+    let (status, body) = server
+        .v1(
+            reqwest::Method::POST,
+            app,
+            &format!("sessions/{session}/tracks/new"),
+            Some(serde_json::json!({
+                "sessionDescription": {"type": "offer", "sdp": offer},
+                "tracks": [{"location": "local", "trackName": "v", "mid": mid}],
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["sessionDescription"]["sdp"]
+        .as_str()
+        .expect("answer")
+        .to_owned()
+}
+
 struct SfuRig {
     publisher: Option<Publisher>,
     received: Arc<AtomicU64>,
@@ -255,19 +268,8 @@ struct SfuRig {
 async fn sfu_rig(server: &common::Server, app: &(String, String), fanout: usize) -> SfuRig {
     let (mut publisher, offer, mid) = Publisher::new();
     let pub_session = server.new_session(app).await;
-    let (status, body) = server
-        .v1(
-            reqwest::Method::POST,
-            app,
-            &format!("sessions/{pub_session}/tracks/new"),
-            Some(serde_json::json!({
-                "sessionDescription": {"type": "offer", "sdp": offer},
-                "tracks": [{"location": "local", "trackName": "v", "mid": mid}],
-            })),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    publisher.accept_answer(body["sessionDescription"]["sdp"].as_str().expect("answer"));
+    let answer = push_track(server, app, &pub_session, &offer, &mid).await;
+    publisher.accept_answer(&answer);
     let publisher = tokio::task::spawn_blocking(move || {
         publisher.connect(Duration::from_secs(10));
         publisher
