@@ -315,10 +315,18 @@ pub async fn check_listed_segments(
             .args(["-f", "null", "-"])
             .output()
             .expect("ffmpeg runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // ffmpeg's own output side rescales timestamps to the null encoder's 1/frame-rate time
+        // base; two frames of a browser's variable-rate capture less than a frame apart then
+        // collide there ("non monotonically increasing dts to muxer"). That is about ffmpeg's
+        // output, not our segment: any decoding error is still a failure.
+        let decode_errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.contains("non monotonically increasing dts to muxer"))
+            .collect();
         assert!(
-            out.status.success() && out.stderr.is_empty(),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            out.status.success() && decode_errors.is_empty(),
+            "{name}: {stderr}"
         );
         checked += 1;
     }
