@@ -44,6 +44,17 @@ pub fn bind_socket(addr: SocketAddr, buffer_bytes: usize) -> std::io::Result<Udp
     if let Err(e) = socket.set_send_buffer_size(buffer_bytes) {
         tracing::warn!(error = %e, "could not raise SO_SNDBUF");
     }
+    // SO_REUSEPORT (below) would let a second process started on this port join it and take a
+    // share of its traffic in silence. A plain bind first keeps a taken port an error, as it is
+    // without the option; it also resolves port 0.
+    let addr = {
+        let probe = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
+        probe.bind(&addr.into())?;
+        probe
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| std::io::Error::other("the media socket has no IP address"))?
+    };
     // Shard threads bind connected sockets to the same port (see `paths`).
     socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
@@ -285,4 +296,24 @@ fn handle(shard: &mut Shard, input: ShardInput, local_addr: SocketAddr) -> bool 
         ShardInput::Stop => return true,
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_media_port_in_use_is_an_error_despite_reuseport() {
+        let first = bind_socket("127.0.0.1:0".parse().unwrap(), 1 << 16).expect("first bind");
+        let taken = first.local_addr().unwrap();
+        let second = bind_socket(taken, 1 << 16);
+        assert_eq!(
+            second.map(|_| ()).unwrap_err().kind(),
+            std::io::ErrorKind::AddrInUse
+        );
+        // Paths (connected sockets of this process) still share the port.
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        super::super::paths::connect_path(taken, client.local_addr().unwrap(), 1 << 16)
+            .expect("a path on the media port");
+    }
 }
