@@ -158,6 +158,8 @@ pub fn spawn_shard(
             let mut paths = Paths::new(bound, socket_buffer_bytes, WAKER.0 + 1);
             let mut events = mio::Events::with_capacity(256);
             let mut batch = udp::RecvBatch::new();
+            // Resolved once: the macro looks the counter up in the registry on every use.
+            let ingress = metrics::counter!("calls_ingress_datagrams_total");
             let mut last_flush = Instant::now();
             let mut out = Vec::new();
             loop {
@@ -178,7 +180,7 @@ pub fn spawn_shard(
                 let now = Instant::now();
                 for event in events.iter() {
                     if let Some(path) = paths.socket(event.token()) {
-                        read_path(&mut shard, path, &mut batch, now, local_addr);
+                        read_path(&mut shard, path, &mut batch, &ingress, now, local_addr);
                     }
                 }
                 // Wake-ups can coalesce: look at the inbox every round, not only on WAKER.
@@ -236,6 +238,7 @@ fn read_path(
     shard: &mut Shard,
     path: &UdpSocket,
     batch: &mut udp::RecvBatch,
+    ingress: &metrics::Counter,
     now: Instant,
     local_addr: SocketAddr,
 ) {
@@ -245,7 +248,7 @@ fn read_path(
     loop {
         match batch.recv(path) {
             Ok(n) => {
-                metrics::counter!("calls_ingress_datagrams_total").increment(n as u64);
+                ingress.increment(n as u64);
                 shard.handle_datagrams(now, local_addr, (0..n).filter_map(|i| batch.get(i)));
                 // Fewer than a full batch: the queue was empty when the kernel stopped copying.
                 if n < udp::BATCH {
