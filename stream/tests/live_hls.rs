@@ -572,21 +572,7 @@ async fn keyframes_later_than_the_target_duration_do_not_change_it() {
             .await;
             let path = dir.path().join("one.mp4");
             std::fs::write(&path, [&init[..], &data[..]].concat()).unwrap();
-            let (packets, _) = run(
-                &ffprobe,
-                &[
-                    "-v",
-                    "error",
-                    "-select_streams",
-                    "v:0",
-                    "-show_entries",
-                    "packet=flags",
-                    "-of",
-                    "csv=p=0",
-                    path.to_str().unwrap(),
-                ],
-            );
-            starts_with_keyframe.push(packets.lines().next().is_some_and(|f| f.starts_with('K')));
+            starts_with_keyframe.push(common::starts_with_keyframe(&ffprobe, &path).0);
             joined.extend_from_slice(&data);
         }
         assert!(starts_with_keyframe[0]);

@@ -232,7 +232,30 @@ async fn offer_to_connected(
     );
 }
 
-/// Publishes the track of `mid` in `offer` as "v" through `tracks/new`; returns the answer.
+/// POSTs `request` to the session's `tracks/new`; returns the SDP of the response (the SFU's
+/// answer to a push, its offer for a pull).
+async fn tracks_new(
+    server: &common::Server,
+    app: &(String, String),
+    session: &str,
+    request: serde_json::Value,
+) -> String {
+    let (status, body) = server
+        .v1(
+            reqwest::Method::POST,
+            app,
+            &format!("sessions/{session}/tracks/new"),
+            Some(request),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["sessionDescription"]["sdp"]
+        .as_str()
+        .expect("sessionDescription")
+        .to_owned()
+}
+
+/// Publishes the track of `mid` in `offer` as "v"; returns the answer.
 async fn push_track(
     server: &common::Server,
     app: &(String, String),
@@ -240,22 +263,11 @@ async fn push_track(
     offer: &str,
     mid: &str,
 ) -> String {
-    let (status, body) = server
-        .v1(
-            reqwest::Method::POST,
-            app,
-            &format!("sessions/{session}/tracks/new"),
-            Some(serde_json::json!({
-                "sessionDescription": {"type": "offer", "sdp": offer},
-                "tracks": [{"location": "local", "trackName": "v", "mid": mid}],
-            })),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["sessionDescription"]["sdp"]
-        .as_str()
-        .expect("answer")
-        .to_owned()
+    let request = serde_json::json!({
+        "sessionDescription": {"type": "offer", "sdp": offer},
+        "tracks": [{"location": "local", "trackName": "v", "mid": mid}],
+    });
+    tracks_new(server, app, session, request).await
 }
 
 struct SfuRig {
@@ -280,19 +292,11 @@ async fn sfu_rig(server: &common::Server, app: &(String, String), fanout: usize)
     let mut subscribers = Vec::new();
     for _ in 0..fanout {
         let session = server.new_session(app).await;
-        let (status, body) = server
-            .v1(
-                reqwest::Method::POST,
-                app,
-                &format!("sessions/{session}/tracks/new"),
-                Some(serde_json::json!({
-                    "tracks": [{"location": "remote", "sessionId": pub_session, "trackName": "v"}],
-                })),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        let offer = body["sessionDescription"]["sdp"].as_str().expect("offer");
-        let (subscriber, answer) = Subscriber::start(offer, received.clone());
+        let request = serde_json::json!({
+            "tracks": [{"location": "remote", "sessionId": pub_session, "trackName": "v"}],
+        });
+        let offer = tracks_new(server, app, &session, request).await;
+        let (subscriber, answer) = Subscriber::start(&offer, received.clone());
         let (status, body) = server
             .v1(
                 reqwest::Method::PUT,

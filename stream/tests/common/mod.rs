@@ -250,6 +250,28 @@ pub async fn post_sdp(client: &reqwest::Client, url: &str, sdp: &str) -> reqwest
 /// Fetches every segment a media playlist lists, each with the init its `EXT-X-MAP` names, and
 /// checks that each starts with a video keyframe and decodes cleanly on its own (Debian
 /// ffprobe/ffmpeg). Returns how many segments were checked.
+/// Whether the video of the (init + segment) file at `path` starts with a keyframe, by ffprobe's
+/// packet flags; also returns the flags, for messages.
+pub fn starts_with_keyframe(ffprobe: &std::path::Path, path: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(ffprobe)
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=flags",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    let flags = String::from_utf8_lossy(&out.stdout).into_owned();
+    let keyframe = flags.lines().next().is_some_and(|f| f.starts_with('K'));
+    (keyframe, flags)
+}
+
 pub async fn check_listed_segments(
     server: &Server,
     ffmpeg: &std::path::Path,
@@ -290,25 +312,8 @@ pub async fn check_listed_segments(
         file.extend_from_slice(&fetch(name.clone()).await);
         let path = dir.path().join(format!("{name}.mp4"));
         std::fs::write(&path, &file).expect("write segment");
-        let out = std::process::Command::new(ffprobe)
-            .args([
-                "-v",
-                "error",
-                "-select_streams",
-                "v:0",
-                "-show_entries",
-                "packet=flags",
-                "-of",
-                "csv=p=0",
-            ])
-            .arg(&path)
-            .output()
-            .expect("ffprobe runs");
-        let flags = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            flags.lines().next().is_some_and(|f| f.starts_with('K')),
-            "{name} starts with a keyframe: {flags}"
-        );
+        let (keyframe, flags) = starts_with_keyframe(ffprobe, &path);
+        assert!(keyframe, "{name} starts with a keyframe: {flags}");
         let out = std::process::Command::new(ffmpeg)
             .args(["-v", "error", "-i"])
             .arg(&path)
